@@ -1,0 +1,1 @@
+"""Offline evaluation: splitters, full-ranking metrics, baselines, reports."""

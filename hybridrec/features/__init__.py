@@ -1,0 +1,1 @@
+"""Content features: text and image encoders and their on-disk cache."""

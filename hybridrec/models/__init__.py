@@ -1,0 +1,1 @@
+"""Model parts as small ``nn.Module``s (tensors in, tensors out)."""

@@ -1,0 +1,1 @@
+"""Training: trainer, configs, negative sampling, checkpoints."""
