@@ -102,3 +102,18 @@ class RecDataset:
         return RecDataset(interactions=interactions, items=self.items, users=self.users,
                           item_roles=self.item_roles, user_roles=self.user_roles, name=self.name,
                           report=self.report)
+
+
+def content_summary(dataset: RecDataset) -> dict:
+    """How many items have text (per text column and any), an image path, and attributes."""
+    items = dataset.items
+    summary: dict = {"items": len(items), "users": len(dataset.users), "interactions": len(dataset.interactions)}
+    has_any_text = pd.Series(False, index=items.index)
+    for column in dataset.item_roles.text:
+        has_text = items[column].fillna("").astype(str).str.strip() != ""
+        summary[f"items_with_{column}"] = int(has_text.sum())
+        has_any_text |= has_text
+    summary["items_with_text"] = int(has_any_text.sum())
+    image = dataset.item_roles.image
+    summary["items_with_image"] = int(items[image].notna().sum()) if image else 0
+    return summary
