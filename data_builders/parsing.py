@@ -5,27 +5,48 @@ raises :class:`HybridRecError` naming file, line and column; a malformed row is 
 the :class:`LoadReport` (or an error in strict mode). Parsed tables carry a ``__line__`` column
 (1-based line in the source file) until the reader drops it, so later checks can still point at
 the offending line.
+
+Delimited files without quoting are split with Arrow kernels (about a million lines a second);
+files that use CSV quotes go through Python's ``csv`` module so quoted separators and newlines
+are honoured and every row keeps its line number.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import logging
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from data_builders.errors import HybridRecError, located
 from data_builders.report import LoadReport
 
+logger = logging.getLogger(__name__)
+
 LINE = "__line__"
+# Currency marks stripped from numeric catalog values such as "$12.99" or "12.99 EUR".
+CURRENCY_PATTERN = r"^(?:US\$|[$€£¥₹]|USD|EUR|GBP)\s*|\s*(?:USD|EUR|GBP|[€£])$"
+THOUSANDS_PATTERN = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$"
+# Cells that mean "no value" in numeric and categorical columns (compared case-insensitively).
+MISSING_MARKERS = ("na", "n/a", "nan", "null", "none", "#n/a")
 
 
-def read_text(path: str | Path, encoding: str = "utf-8") -> str:
-    """The whole file decoded with ``encoding``.
+def read_text(path: str | Path, encoding: str = "utf-8", *, sep: str | None = None,
+              names: Sequence[str] | None = None) -> str:
+    """The whole file decoded with ``encoding`` (gzip-compressed files are unpacked first).
+
+    Args:
+        sep, names: when given, a decoding error also names the column of the bad byte
+            (``names``, or the header on line 1).
 
     Raises:
         HybridRecError: the file is missing, empty, or not valid ``encoding`` (with the line of the
@@ -35,17 +56,54 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
     if not path.is_file():
         raise HybridRecError(f"{path}: file not found")
     raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            raise HybridRecError(f"{path}: corrupt gzip file ({err})") from None
     if not raw.strip():
         raise HybridRecError(f"{path}: file is empty")
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
+        column = _column_of_byte(raw, err.start, sep, names)
         raise HybridRecError(
             located(f"cannot decode byte 0x{raw[err.start]:02x} as {encoding}; "
-                    "pass the file's encoding (e.g. encoding='latin-1')", file=path, line=line)
+                    "pass the file's encoding (e.g. encoding='latin-1')", file=path, line=line, column=column)
         ) from None
+    except LookupError:
+        raise HybridRecError(f"{path}: unknown encoding {encoding!r}") from None
     return text.lstrip("\ufeff")
+
+
+def _column_of_byte(raw: bytes, offset: int, sep: str | None, names: Sequence[str] | None) -> str | None:
+    """Name of the delimited field holding byte ``offset``, when it can be told."""
+    if not sep:
+        return None
+    sep_bytes = sep.encode("ascii", errors="ignore")
+    if not sep_bytes:
+        return None
+    line_start = raw.rfind(b"\n", 0, offset) + 1
+    field = raw[line_start:offset].count(sep_bytes)
+    if names is None:
+        if line_start == 0:
+            return None  # the bad byte is in the header itself
+        header = raw[: raw.find(b"\n")].decode("latin-1").rstrip("\r").lstrip("\ufeff\xef\xbb\xbf")
+        names = [name.strip() for name in header.split(sep)]
+    return names[field] if field < len(names) else None
+
+
+def _header_names(fields: Sequence[str], path: Path, line: int = 1) -> list[str]:
+    """Stripped header names (from ``line``); blank ones become ``unnamed_<n>``; duplicates are an error."""
+    names = [field.strip() or f"unnamed_{j}" for j, field in enumerate(fields)]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise HybridRecError(located(f"duplicate column name {name!r} in the header", file=path, line=line,
+                                         column=name))
+        seen.add(name)
+    return names
 
 
 def read_delimited(path: str | Path, *, sep: str, names: Sequence[str] | None = None,
@@ -60,36 +118,100 @@ def read_delimited(path: str | Path, *, sep: str, names: Sequence[str] | None = 
         encoding: text encoding.
         report: where rows with the wrong number of fields are counted.
         quoted: honour CSV double quotes (only for single-character ``sep``).
-        min_fields: accept rows with at least this many fields (extra fields dropped); default is
-            exactly ``len(names)``.
+        min_fields: accept rows with at least this many fields (missing ones are ``""``, extra
+            ones dropped); default is exactly ``len(names)``.
 
     Returns:
         DataFrame of ``str`` columns (``""`` for empty fields) plus ``__line__`` (int64).
+        Blank lines are ignored.
     """
-    text = read_text(path, encoding)
-    if len(sep) == 1 and quoted:
-        rows = csv.reader(io.StringIO(text), delimiter=sep)
-        records = [(rows.line_num, row) for row in rows]
+    path = Path(path)
+    text = read_text(path, encoding, sep=sep, names=names)
+    if len(sep) == 1 and quoted and '"' in text:
+        return _read_quoted(text, path, sep=sep, names=names, report=report, min_fields=min_fields)
+    return _read_split(text, path, sep=sep, names=names, report=report, min_fields=min_fields)
+
+
+def _skip_wrong_widths(lengths: np.ndarray, lines: np.ndarray, width: int, min_fields: int | None,
+                       path: Path, report: LoadReport) -> np.ndarray:
+    """Count rows with a wrong number of fields (one reason per count found); the mask of good rows."""
+    good = lengths == width if min_fields is None else lengths >= min_fields
+    for found in np.unique(lengths[~good]):
+        reason = f"expected {width} fields, found {int(found)}"
+        flagged = lengths == found
+        _count_rows(lines[flagged], int(flagged.sum()), reason, file=path, report=report)
+    return good
+
+
+def _read_split(text: str, path: Path, *, sep: str, names: Sequence[str] | None, report: LoadReport,
+                min_fields: int | None) -> pd.DataFrame:
+    """Unquoted split of every line with Arrow kernels."""
+    lines = pc.utf8_rtrim(pa.array(text.split("\n"), type=pa.large_string()), characters="\r")
+    line_numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
+    nonblank = np.asarray(pc.not_equal(pc.utf8_trim_whitespace(lines), ""))
+    lines, line_numbers = lines.filter(pa.array(nonblank)), line_numbers[nonblank]
+    if names is None:
+        if len(lines) == 0:
+            raise HybridRecError(f"{path}: file is empty")
+        names = _header_names(lines[0].as_py().split(sep), path, line=int(line_numbers[0]))
+        lines, line_numbers = lines[1:], line_numbers[1:]
     else:
-        records = [(i + 1, line.rstrip("\r").split(sep)) for i, line in enumerate(text.split("\n"))]
-    records = [(n, row) for n, row in records if row and any(field.strip() for field in row)]
+        names = _header_names(names, path)
+    width = len(names)
+    parts = pc.split_pattern(lines, sep)
+    lengths = pc.list_value_length(parts).to_numpy(zero_copy_only=False).astype(np.int64)
+    good = _skip_wrong_widths(lengths, line_numbers, width, min_fields, path, report)
+    parts, lengths, line_numbers = parts.filter(pa.array(good)), lengths[good], line_numbers[good]
+    flat = pc.list_flatten(parts)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    columns = {}
+    for j, name in enumerate(names):
+        if len(flat) == 0:
+            values = pa.array([], type=pa.large_string())
+        elif (lengths > j).all():
+            values = flat.take(pa.array(starts + j))
+        else:
+            present = lengths > j
+            values = pc.if_else(pa.array(present), flat.take(pa.array(np.where(present, starts + j, 0))), "")
+        columns[name] = pd.Series(values, dtype="str")
+    table = pd.DataFrame(columns)
+    table[LINE] = line_numbers
+    return table
+
+
+def _read_quoted(text: str, path: Path, *, sep: str, names: Sequence[str] | None, report: LoadReport,
+                 min_fields: int | None) -> pd.DataFrame:
+    """CSV with quotes, via the ``csv`` module; a record spanning lines keeps its first line."""
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
+    records, starts, previous = [], [], 0
+    # Long free-text fields are legitimate: lift the csv module's 128 KiB field limit for this file.
+    field_limit = csv.field_size_limit(min(max(len(text) + 1, csv.field_size_limit()), 2**31 - 1))
+    try:
+        for row in reader:
+            start, previous = previous + 1, reader.line_num
+            if row and any(field.strip() for field in row):
+                records.append(row)
+                starts.append(start)
+    except csv.Error as err:
+        raise HybridRecError(located(f"malformed CSV ({err})", file=path, line=previous + 1)) from None
+    finally:
+        csv.field_size_limit(field_limit)
     if names is None:
         if not records:
             raise HybridRecError(f"{path}: file is empty")
-        names = [name.strip() for name in records[0][1]]
-        records = records[1:]
+        names = _header_names(records[0], path, line=starts[0])
+        records, starts = records[1:], starts[1:]
+    else:
+        names = _header_names(names, path)
     width = len(names)
-    lowest = width if min_fields is None else min_fields
-    good_rows, good_lines = [], []
-    for line_number, row in records:
-        if not lowest <= len(row) <= max(width, len(row) if min_fields is not None else width):
-            report.skip(f"expected {width} fields, found {len(row)}", file=path, line=line_number)
-            continue
-        row = (row + [""] * width)[:width]
-        good_rows.append(row)
-        good_lines.append(line_number)
-    table = pd.DataFrame(good_rows, columns=list(names), dtype=object)
-    table[LINE] = np.asarray(good_lines, dtype=np.int64)
+    lengths = np.fromiter((len(row) for row in records), dtype=np.int64, count=len(records))
+    line_numbers = np.asarray(starts, dtype=np.int64)
+    good = _skip_wrong_widths(lengths, line_numbers, width, min_fields, path, report)
+    kept = [records[i] if lengths[i] == width else (records[i] + [""] * width)[:width]
+            for i in np.flatnonzero(good)]
+    fields = list(zip(*kept)) if kept else [()] * width
+    table = pd.DataFrame({name: pd.Series(list(values), dtype="str") for name, values in zip(names, fields)})
+    table[LINE] = line_numbers[good]
     return table
 
 
@@ -99,11 +221,18 @@ def read_json_lines(path: str | Path, *, encoding: str = "utf-8", report: LoadRe
 
     Args:
         allow_python_literals: also accept Python dict literals (older Amazon metadata dumps).
+
+    Raises:
+        HybridRecError: the file is a JSON array, or no line of it is an object.
     """
     import ast
 
+    path = Path(path)
     text = read_text(path, encoding)
-    objects, lines = [], []
+    if text.lstrip().startswith("["):
+        raise HybridRecError(located("this is a JSON array; hybridrec reads JSON Lines (one object per line)",
+                                     file=path, line=1))
+    objects, lines, failed = [], [], 0
     for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -113,17 +242,22 @@ def read_json_lines(path: str | Path, *, encoding: str = "utf-8", report: LoadRe
             value = None
             if allow_python_literals:
                 try:
-                    value = ast.literal_eval(line)
-                except (ValueError, SyntaxError):
+                    value = ast.literal_eval(line.strip())
+                except (ValueError, SyntaxError, MemoryError, RecursionError):
                     value = None
             if value is None:
+                failed += 1
                 report.skip(f"invalid JSON ({err.msg})", file=path, line=line_number)
                 continue
         if not isinstance(value, dict):
+            failed += 1
             report.skip("line is not a JSON object", file=path, line=line_number)
             continue
         objects.append(value)
         lines.append(line_number)
+    if not objects and failed:
+        raise HybridRecError(f"{path}: none of its {failed} line(s) is a JSON object; expected JSON Lines "
+                             "(one object per line)")
     table = pd.DataFrame.from_records(objects) if objects else pd.DataFrame()
     table[LINE] = np.asarray(lines, dtype=np.int64)
     return table
@@ -146,12 +280,15 @@ def read_parquet(path: str | Path, *, report: LoadReport) -> pd.DataFrame:
 
 def read_table(path: str | Path, *, report: LoadReport, sep: str | None = None,
                encoding: str = "utf-8") -> pd.DataFrame:
-    """Read CSV/TSV, Parquet or JSON Lines by extension (``.csv .tsv .txt .parquet .jsonl .json``)."""
+    """Read CSV/TSV, Parquet or JSON Lines by extension (``.csv .tsv .txt .parquet .jsonl .json``).
+
+    A trailing ``.gz`` is allowed on text formats. Unknown extensions are read as CSV.
+    """
     path = Path(path)
-    suffixes = "".join(path.suffixes).lower()
-    if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
+    suffixes = "".join(path.suffixes).lower().removesuffix(".gz")
+    if suffixes.endswith((".parquet", ".pq")):
         return read_parquet(path, report=report)
-    if suffixes.endswith(".jsonl") or suffixes.endswith(".json") or suffixes.endswith(".ndjson"):
+    if suffixes.endswith((".jsonl", ".json", ".ndjson")):
         return read_json_lines(path, encoding=encoding, report=report)
     if sep is None:
         sep = "\t" if suffixes.endswith(".tsv") else ","
@@ -163,57 +300,179 @@ def require_columns(table: pd.DataFrame, columns: Sequence[str], *, file: object
     missing = [c for c in columns if c not in table.columns]
     if missing:
         present = [c for c in table.columns if c != LINE]
-        raise HybridRecError(f"{file}: missing required column(s) {missing}; found {present}")
+        raise HybridRecError(located(f"missing required column(s) {missing}; found {present}", file=file,
+                                     column=missing[0]))
+
+
+def require_rows(table: pd.DataFrame, *, file: object, report: LoadReport) -> None:
+    """Raise when nothing usable is left of ``file`` (with what was skipped, so nothing vanishes)."""
+    if len(table):
+        return
+    skipped = [line for line in report.lines() if line.startswith("skipped") and str(file) in line]
+    detail = "; ".join(skipped[:3]) if skipped else "it has a header but no data rows"
+    raise HybridRecError(f"{file}: no usable rows ({detail})")
+
+
+def _count_rows(lines: np.ndarray | None, count: int, reason: str, *, file: object, report: LoadReport,
+                column: str | None = None, values: Sequence | None = None) -> None:
+    """Record ``count`` skips under one reason, the first few with their line numbers."""
+    shown = min(count, report.max_examples)
+    for k in range(shown):
+        line = int(lines[k]) if lines is not None else None
+        detail = f"{reason} (value {values[k]!r})" if report.strict and values is not None else reason
+        report.skip(detail, file=file, line=line, column=column)
+    report.skip(reason, file=file, column=column, count=count - shown)
+
+
+def skip_rows(table: pd.DataFrame, bad: np.ndarray | pd.Series, reason: str, *, file: object,
+              report: LoadReport, column: str | None = None) -> pd.DataFrame:
+    """``table`` without the rows flagged in ``bad``, each counted in ``report`` under ``reason``.
+
+    Examples keep their ``__line__`` (when the table has one) and ``column``; in strict mode the
+    first flagged row raises, showing its value.
+    """
+    bad = np.asarray(bad, dtype=bool)
+    if not bad.any():
+        return table
+    lines = table[LINE].to_numpy()[bad] if LINE in table.columns else None
+    values = None
+    if report.strict and column is not None and column in table.columns:
+        values = table[column].to_numpy()[bad][: report.max_examples].tolist()
+    _count_rows(lines, int(bad.sum()), reason, file=file, report=report, column=column, values=values)
+    return table.loc[~bad]
+
+
+def numeric_values(raw: pd.Series, *, currency: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, blank)``: float64 numbers (NaN where blank or unparsable) and the blank mask.
+
+    Strings are trimmed and :data:`MISSING_MARKERS` ("NA", "null", ...) count as blank; with
+    ``currency`` a leading/trailing currency mark ("$12.99", "12 EUR") and thousands separators
+    ("1,299.50") are accepted. Non-finite results count as unparsable.
+    """
+    if pd.api.types.is_bool_dtype(raw.dtype) or pd.api.types.is_numeric_dtype(raw.dtype):
+        values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+        return values, np.isnan(values)
+    strings = pa.array(raw.astype("str"))
+    strings = pc.utf8_trim_whitespace(strings)
+    if currency:
+        strings = pc.replace_substring_regex(strings, CURRENCY_PATTERN, "")
+        thousands = pc.match_substring_regex(strings, THOUSANDS_PATTERN)
+        strings = pc.if_else(pc.fill_null(thousands, False), pc.replace_substring(strings, ",", ""), strings)
+    blank = pc.fill_null(pc.or_(pc.equal(strings, ""), pc.is_in(pc.utf8_lower(strings), pa.array(MISSING_MARKERS))),
+                         True)
+    blank_mask = np.asarray(blank)
+    cleared = pc.if_else(blank, pa.scalar(None, strings.type), strings)
+    try:
+        values = pc.cast(cleared, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        values = pd.to_numeric(pd.Series(cleared, dtype="str"), errors="coerce").to_numpy(np.float64, na_value=np.nan)
+    values = np.where(np.isfinite(values), values, np.nan)
+    return values, blank_mask
 
 
 def parse_numeric(table: pd.DataFrame, column: str, *, file: object, report: LoadReport,
-                  integer: bool = False, required: bool = True) -> pd.DataFrame:
-    """Convert ``column`` to numbers; unparsable values are a counted skip (or NaN when optional).
+                  integer: bool = False, required: bool = True, currency: bool = False) -> pd.DataFrame:
+    """Convert ``column`` to numbers.
 
-    Returns:
-        ``table`` with ``column`` as float64 (or int64 when ``integer``), bad rows removed when
-        ``required``.
+    When ``required``, blank and unparsable values are counted skips (the rows are dropped) and
+    the column becomes int64 (``integer``) or float64. Otherwise the column is float64 with NaN for
+    blanks, and unparsable values also become NaN, reported as a note (the row is kept).
     """
     raw = table[column]
-    values = pd.to_numeric(raw.replace("", np.nan) if raw.dtype == object else raw, errors="coerce")
-    blank = raw.isna() | (raw.astype(str).str.strip() == "") if raw.dtype == object else raw.isna()
-    bad = values.isna() & ~blank
+    values, blank = numeric_values(raw, currency=currency)
+    unparsable = np.isnan(values) & ~blank
+    fractional = np.zeros(len(values), dtype=bool)
     if integer:
-        bad |= values.notna() & (values != np.floor(values.fillna(0)))
-    if required:
-        bad |= blank
-    for line in table.loc[bad, LINE].head(report.max_examples):
-        shown = raw[table[LINE] == line].iloc[0]
-        report.skip(f"cannot parse {shown!r} as a number", file=file, line=int(line), column=column)
-    extra = int(bad.sum()) - min(int(bad.sum()), report.max_examples)
-    if extra:
-        report.skip(f"cannot parse value as a number", file=file, column=column, count=extra)
-    table = table.loc[~bad].copy() if required else table.copy()
+        fractional = ~np.isnan(values) & (values != np.floor(np.nan_to_num(values)))
     if not required:
-        values = values.where(~bad)
-    values = values.loc[table.index]
-    table[column] = values.astype(np.int64) if integer and required else values.astype(np.float64)
+        bad = unparsable | fractional
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            line = int(table[LINE].iloc[first]) if LINE in table.columns else None
+            report.note(located(f"{int(bad.sum())} value(s) are not numbers and were set to NaN "
+                                f"(first: {raw.iloc[first]!r})", file=file, line=line, column=column))
+        table = table.copy()
+        table[column] = np.where(bad, np.nan, values)
+        return table
+    table = table.copy()
+    table[column] = values
+    checks = (("missing value", blank), ("cannot parse value as a number", unparsable),
+              ("value is not an integer", fractional))
+    keep = np.ones(len(table), dtype=bool)
+    for reason, flagged in checks:
+        flagged = flagged & keep
+        if flagged.any():
+            shown = table.assign(**{column: raw.to_numpy()})
+            skip_rows(shown, flagged, reason, file=file, report=report, column=column)
+            keep &= ~flagged
+    table = table.loc[keep]
+    table[column] = table[column].to_numpy(np.int64 if integer else np.float64)
     return table
+
+
+# Numeric timestamps above these magnitudes are taken as milli-, micro- or nanoseconds.
+TIMESTAMP_UNITS = ((1e17, 10**9, "nanoseconds"), (1e14, 10**6, "microseconds"), (1e11, 10**3, "milliseconds"))
+
+
+def _datetime_seconds(values: pd.Series) -> np.ndarray:
+    """Unix seconds (float, NaN for NaT) of a datetime Series; naive times are taken as UTC."""
+    if values.dt.tz is None:
+        values = values.dt.tz_localize("UTC")
+    seconds = (values - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return seconds.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def parse_timestamps(table: pd.DataFrame, column: str, *, file: object, report: LoadReport) -> pd.DataFrame:
-    """Convert unix seconds or ISO-8601 strings in ``column`` to int64 unix seconds; bad rows skipped."""
+    """Convert ``column`` to int64 unix seconds; blank or unparsable values are counted skips.
+
+    Accepts numbers (seconds; values too large for seconds are read as milli-, micro- or
+    nanoseconds, with a note), ISO-8601 strings (naive ones taken as UTC) and datetime columns.
+    """
     raw = table[column]
-    numeric = pd.to_numeric(raw, errors="coerce")
-    if numeric.notna().all():
-        table = table.copy()
-        table[column] = numeric.astype(np.int64)
-        return table
-    parsed = pd.to_datetime(raw.where(numeric.isna()), errors="coerce", utc=True, format="mixed")
-    seconds = numeric.copy()
-    has_date = parsed.notna()
-    seconds[has_date] = parsed[has_date].astype("int64") // 10**9
-    bad = seconds.isna()
-    for line in table.loc[bad, LINE].head(report.max_examples):
-        report.skip("cannot parse timestamp", file=file, line=int(line), column=column)
-    extra = int(bad.sum()) - min(int(bad.sum()), report.max_examples)
-    if extra:
-        report.skip("cannot parse timestamp", file=file, column=column, count=extra)
-    table = table.loc[~bad].copy()
-    table[column] = seconds[~bad].astype(np.int64)
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        seconds = _datetime_seconds(raw)
+        blank = np.isnan(seconds)
+    else:
+        seconds, blank = numeric_values(raw)
+        numeric = ~np.isnan(seconds)
+        if numeric.any():
+            scale = np.nanmedian(np.abs(seconds[numeric]))
+            for threshold, divisor, unit in TIMESTAMP_UNITS:
+                if scale > threshold:
+                    seconds = np.floor(seconds / divisor)
+                    report.note(located(f"timestamps read as {unit} since the epoch", file=file, column=column))
+                    break
+        wanted = ~numeric & ~blank
+        if wanted.any():
+            texts = pd.Series(raw.to_numpy()[wanted], dtype="str").str.strip()
+            parsed = pd.to_datetime(texts, errors="coerce", utc=True, format="ISO8601")
+            retry = parsed.isna().to_numpy()
+            if retry.any():
+                parsed[retry] = pd.to_datetime(texts[retry], errors="coerce", utc=True, format="mixed")
+            seconds[wanted] = _datetime_seconds(parsed)
+    table = table.copy()
+    table[column] = seconds
+    keep = np.ones(len(table), dtype=bool)
+    for reason, flagged in (("missing timestamp", blank), ("cannot parse timestamp", np.isnan(seconds) & ~blank)):
+        if flagged.any():
+            skip_rows(table.assign(**{column: raw.to_numpy()}), flagged, reason, file=file, report=report,
+                      column=column)
+            keep &= ~flagged
+    table = table.loc[keep]
+    table[column] = table[column].to_numpy(np.int64)
     return table
+
+
+def as_strings(values: pd.Series) -> pd.Series:
+    """Values as trimmed ``str`` ("" where missing); integral floats lose their ".0".
+
+    Used for external ids and categories, so values from CSV, JSON and Parquet compare equal
+    (``7``, ``7.0`` and ``"7"`` all become ``"7"``).
+    """
+    if pd.api.types.is_float_dtype(values.dtype):
+        finite = values.dropna()
+        if len(finite) and (finite == np.floor(finite)).all() and finite.abs().max() < 2**53:
+            values = values.astype("Int64")
+    elif values.dtype == object:
+        values = values.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else v)
+    return values.astype("str").fillna("").str.strip()
