@@ -4,7 +4,8 @@
 candidates)``, ``similar_items(item_ids, k)``, ``save(path)`` / ``load(path)``. Subclasses only
 implement the tensor parts: :meth:`_fit`, :meth:`score_users` and (optionally)
 :meth:`item_similarity` and the state they save; id handling, filtering, top-k and persistence
-live here once.
+live here once. :meth:`RecommenderBase.rank_users` is the same ranking on internal indices, for
+evaluation; :func:`ranked_top_k` is the one top-k (ties broken by the lower item index).
 """
 
 from __future__ import annotations
@@ -44,23 +45,70 @@ def interaction_matrix(interactions: pd.DataFrame, user_ids: IdMap, item_ids: Id
     return matrix
 
 
-def top_k_frame(scores: torch.Tensor, k: int, query_ids: np.ndarray, result_ids: IdMap,
-                query_column: str, result_column: str) -> pd.DataFrame:
-    """Long table of the ``k`` best columns of ``scores`` ``[n_queries, n_results]`` per row.
+def ranked_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best columns of each row of ``scores`` ``[b, n]``, best first.
 
-    Entries scored ``-inf`` (filtered) never appear, so a row may have fewer than ``k`` results.
+    Ties are broken by the lower column index, so results never depend on ``torch.topk``'s
+    unspecified tie order. NaN counts as ``-inf``. Columns scored ``-inf`` (filtered) come back
+    with index ``-1`` and value ``-inf``.
+
+    Returns:
+        ``(values, indices)``, both ``[b, min(k, n)]``; indices are int64.
     """
-    k = min(k, scores.shape[1])
-    values, columns = torch.topk(scores, k, dim=1)
-    values, columns = values.numpy(), columns.numpy()
-    keep = np.isfinite(values)
-    query = np.repeat(np.asarray(query_ids, dtype=object if np.asarray(query_ids).dtype == object else None), k)
+    if k < 1:
+        raise HybridRecError(f"k must be >= 1, got {k}")
+    scores = scores.float()
+    scores = scores.masked_fill(torch.isnan(scores), -torch.inf)
+    n_rows, n_columns = scores.shape
+    k = min(k, n_columns)
+    if n_rows == 0 or k == 0:
+        empty = torch.empty(n_rows, k)
+        return empty, empty.long()
+    kth_value = torch.topk(scores, k, dim=1).values[:, -1:]
+    above = scores > kth_value
+    # Of the columns tied with the k-th value, keep the lowest-indexed ones that still fit: a second
+    # top-k over a key that is larger for lower columns (no [b, n] int64 cumsum needed).
+    room = k - above.sum(dim=1, keepdim=True)
+    max_room = int(room.max())
+    reversed_column = torch.arange(n_columns, 0, -1, dtype=torch.float32)
+    tie_key = torch.where(scores == kth_value, reversed_column, torch.tensor(-1.0))
+    tie_columns = torch.topk(tie_key, max_room, dim=1).indices
+    take = torch.arange(max_room).unsqueeze(0) < room
+    chosen = above | torch.zeros_like(above).scatter(1, tie_columns, take)
+    indices = chosen.nonzero()[:, 1].view(n_rows, k)  # ascending column order
+    values = scores.gather(1, indices)
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices
+    values, indices = values.gather(1, order), indices.gather(1, order)
+    indices[torch.isneginf(values)] = -1
+    return values, indices
+
+
+def top_k_frame(values: torch.Tensor, indices: torch.Tensor, query_ids: np.ndarray, result_ids: IdMap,
+                query_column: str, result_column: str) -> pd.DataFrame:
+    """Long table from :func:`ranked_top_k` output ``[n_queries, k]`` (index ``-1`` entries dropped).
+
+    A row may therefore hold fewer than ``k`` results when fewer items were eligible.
+    """
+    k = indices.shape[1]
+    values_np, indices_np = values.numpy(), indices.numpy()
+    keep = indices_np >= 0
+    query_ids = np.asarray(query_ids)
     return pd.DataFrame({
-        query_column: query.reshape(-1, k)[keep],
-        result_column: result_ids.to_ids(columns[keep]),
-        "score": values[keep].astype(np.float32),
-        "rank": np.tile(np.arange(1, k + 1, dtype=np.int64), (len(values), 1))[keep],
+        query_column: np.repeat(query_ids, k).reshape(-1, k)[keep],
+        result_column: result_ids.to_ids(indices_np[keep]),
+        "score": values_np[keep].astype(np.float32),
+        "rank": np.tile(np.arange(1, k + 1, dtype=np.int64), (len(values_np), 1))[keep],
     })
+
+
+def _as_array(values: Iterable) -> np.ndarray:
+    """External ids as a 1-d array (a lone string counts as one id, not as characters)."""
+    if isinstance(values, (str, bytes)):
+        values = [values]
+    if isinstance(values, (np.ndarray, pd.Index, pd.Series)):
+        return np.asarray(values)
+    # Through pd.Index so that mixed ints and strings stay as they are (numpy would stringify them).
+    return pd.Index(list(values), tupleize_cols=False).to_numpy()
 
 
 class RecommenderBase:
@@ -124,9 +172,33 @@ class RecommenderBase:
 
     def item_similarity(self, item_index: np.ndarray) -> torch.Tensor:
         """Similarity of items ``item_index`` ``[b]`` to every item -> ``[b, n_items]``."""
-        raise NotImplementedError(f"{type(self).__name__} has no item-item similarity")
+        raise HybridRecError(f"{type(self).__name__} has no item-item similarity")
 
     # -- public API ------------------------------------------------------------------------
+    def rank_users(self, user_index: np.ndarray, k: int, *, filter_seen: bool = True,
+                   candidate_mask: torch.Tensor | None = None,
+                   exclude: sp.csr_matrix | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` item indices for users ``user_index`` ``[b]`` (one batch, internal indices).
+
+        Args:
+            filter_seen: never return items the user interacted with in training.
+            candidate_mask: ``[n_items]`` bool; only ``True`` items are ranked.
+            exclude: extra ``[n_users, n_items]`` pairs never to return (e.g. validation items).
+
+        Returns:
+            ``(scores, item_index)``, both ``[b, min(k, n_items)]``, best first, ties broken by
+            lower item index; index ``-1`` where fewer than ``k`` items were eligible.
+        """
+        scores = self.score_users(np.asarray(user_index, dtype=np.int64)).float().clone()
+        for matrix in ((self.user_items_ if filter_seen else None), exclude):
+            if matrix is not None:
+                seen = matrix[user_index].tocoo()
+                rows, cols = torch.from_numpy(seen.row.astype(np.int64)), torch.from_numpy(seen.col.astype(np.int64))
+                scores[rows, cols] = -torch.inf
+        if candidate_mask is not None:
+            scores[:, ~candidate_mask] = -torch.inf
+        return ranked_top_k(scores, k)
+
     def recommend(self, user_ids: Iterable, k: int = 10, filter_seen: bool = True,
                   candidates: Iterable | None = None) -> pd.DataFrame:
         """Top-``k`` items per user.
@@ -138,44 +210,57 @@ class RecommenderBase:
             candidates: optional external item ids to rank among (e.g. cold items only).
 
         Returns:
-            DataFrame with columns user_id, item_id, score, rank (1-based).
+            DataFrame with columns user_id, item_id, score, rank (1-based). Ties in score are
+            ordered by the items' internal index, so results are deterministic.
+
+        Raises:
+            HybridRecError: unknown user or candidate ids, ``k < 1``, model not fitted.
         """
         self._check_fitted()
-        user_ids = np.asarray(list(user_ids) if not isinstance(user_ids, (np.ndarray, pd.Index, pd.Series)) else user_ids)
+        if k < 1:
+            raise HybridRecError(f"k must be >= 1, got {k}")
+        user_ids = _as_array(user_ids)
         user_index = self.user_ids_.to_index(user_ids)
         candidate_mask = None
         if candidates is not None:
             candidate_mask = torch.zeros(len(self.item_ids_), dtype=torch.bool)
-            candidate_mask[torch.from_numpy(self.item_ids_.to_index(list(candidates)))] = True
+            candidate_mask[torch.from_numpy(self.item_ids_.to_index(_as_array(candidates)))] = True
         frames = []
         for start in range(0, len(user_index), self.recommend_batch_size):
             batch = user_index[start:start + self.recommend_batch_size]
-            scores = self.score_users(batch).float().clone()
-            if filter_seen:
-                seen = self.user_items_[batch].tocoo()
-                scores[torch.from_numpy(seen.row.astype(np.int64)), torch.from_numpy(seen.col.astype(np.int64))] = -torch.inf
-            if candidate_mask is not None:
-                scores[:, ~candidate_mask] = -torch.inf
-            frames.append(top_k_frame(scores, k, user_ids[start:start + self.recommend_batch_size],
+            values, indices = self.rank_users(batch, k, filter_seen=filter_seen, candidate_mask=candidate_mask)
+            frames.append(top_k_frame(values, indices, user_ids[start:start + self.recommend_batch_size],
                                       self.item_ids_, "user_id", "item_id"))
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
+        if not frames:
+            return pd.DataFrame({"user_id": user_ids, "item_id": self.item_ids_.ids[:0],
+                                 "score": np.zeros(0, np.float32), "rank": np.zeros(0, np.int64)})
+        return pd.concat(frames, ignore_index=True)
 
     def similar_items(self, item_ids: Iterable, k: int = 10) -> pd.DataFrame:
         """Top-``k`` most similar items per item (the item itself excluded).
 
         Returns:
             DataFrame with columns item_id, similar_item_id, score, rank.
+
+        Raises:
+            HybridRecError: unknown item ids, ``k < 1``, model not fitted.
         """
         self._check_fitted()
-        item_ids = np.asarray(list(item_ids) if not isinstance(item_ids, (np.ndarray, pd.Index, pd.Series)) else item_ids)
+        if k < 1:
+            raise HybridRecError(f"k must be >= 1, got {k}")
+        item_ids = _as_array(item_ids)
         item_index = self.item_ids_.to_index(item_ids)
         frames = []
         for start in range(0, len(item_index), self.recommend_batch_size):
             batch = item_index[start:start + self.recommend_batch_size]
             scores = self.item_similarity(batch).float().clone()
             scores[torch.arange(len(batch)), torch.from_numpy(batch)] = -torch.inf
-            frames.append(top_k_frame(scores, k, item_ids[start:start + self.recommend_batch_size],
+            values, indices = ranked_top_k(scores, k)
+            frames.append(top_k_frame(values, indices, item_ids[start:start + self.recommend_batch_size],
                                       self.item_ids_, "item_id", "similar_item_id"))
+        if not frames:
+            return pd.DataFrame({"item_id": item_ids, "similar_item_id": self.item_ids_.ids[:0],
+                                 "score": np.zeros(0, np.float32), "rank": np.zeros(0, np.int64)})
         return pd.concat(frames, ignore_index=True)
 
     # -- persistence -----------------------------------------------------------------------
