@@ -47,12 +47,16 @@ class EvaluationConfig:
         batch_size: users scored at once.
         segments: which of :data:`SEGMENTS` to evaluate (a segment with no user is left out).
         on: ``"test"`` or ``"valid"``.
+        tie_seed: tied scores are ordered by a per-user pseudo-random item order from this seed, so a
+            model that scores many items alike (popularity on cold items, say) gets no signal from
+            the catalog's id order; None keeps the lower-index rule.
     """
 
     ks: tuple[int, ...] = (10, 20)
     batch_size: int = 1024
     segments: tuple[str, ...] = SEGMENTS
     on: str = "test"
+    tie_seed: int | None = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ks", tuple(sorted(set(int(k) for k in self.ks))))
@@ -143,20 +147,23 @@ def _pair_matrix(pairs: pd.DataFrame, model: RecommenderBase) -> sp.csr_matrix:
 def evaluate_ranking(model: RecommenderBase, truth: pd.DataFrame, *, ks: tuple[int, ...] = (10, 20),
                      candidate_item_ids: np.ndarray | None = None, exclude: sp.csr_matrix | None = None,
                      item_popularity: torch.Tensor | None = None, n_train_users: int | None = None,
-                     batch_size: int = 1024, description: str = "evaluate") -> dict[str, float]:
+                     batch_size: int = 1024, description: str = "evaluate",
+                     tie_seed: int | None = 0) -> dict[str, float]:
     """Full-ranking metrics of ``model`` against ``truth`` (user_id, item_id pairs).
 
     Args:
         candidate_item_ids: rank only these items (default: the whole catalog).
         exclude: ``[n_users, n_items]`` pairs never ranked, besides the model's training items.
         item_popularity: ``[n_items]`` training users per item (model index order) for novelty.
+        tie_seed: seed of the random item order that breaks ties (None: lower item index).
 
     Returns:
         ``{"precision@10": ..., "n_users": ..., "n_candidates": ..., "n_test_pairs": ...,
         "skipped_users": ..., "tied_at_cutoff@10": ...}``. Users unknown to the model are skipped
         (counted); test items unknown to it count as misses. ``tied_at_cutoff@K`` is the share of
         users whose K-th and (K+1)-th scores are equal: their list was completed by the tie-break
-        (lower item index), which can carry signal of its own (e.g. MovieLens ids follow popularity).
+        (a seeded random item order by default; the lower item index with ``tie_seed=None``, which can
+        carry signal of its own: MovieLens ids follow popularity).
     """
     truth = truth[["user_id", "item_id"]].drop_duplicates()
     user_ids = pd.unique(truth["user_id"].to_numpy())
@@ -188,7 +195,8 @@ def evaluate_ranking(model: RecommenderBase, truth: pd.DataFrame, *, ks: tuple[i
         stop = start + batch_size
         # One extra place, to see whether the cut-off fell inside a run of tied scores.
         top_scores, top_items = model.rank_users(user_index[start:stop], metrics.k_max + 1, filter_seen=True,
-                                                 candidate_mask=candidate_mask, exclude=exclude)
+                                                 candidate_mask=candidate_mask, exclude=exclude,
+                                                 tie_seed=tie_seed)
         n_relevant = torch.from_numpy(n_relevant_all[start:stop])
         metrics.update(top_items[:, :metrics.k_max], torch.from_numpy(truth_matrix[start:stop].toarray()), n_relevant)
         for k in metrics.ks:
@@ -250,7 +258,7 @@ def evaluate_split(model: RecommenderBase, split: Split,
         metrics = evaluate_ranking(
             model, truth, ks=config.ks, candidate_item_ids=cold_items if segment == "cold_item" else None,
             exclude=exclude, item_popularity=popularity, n_train_users=n_train_users,
-            batch_size=config.batch_size, description=f"evaluate {segment}")
+            batch_size=config.batch_size, description=f"evaluate {segment}", tie_seed=config.tie_seed)
         metrics["evaluate_seconds"] = time.perf_counter() - started
         if metrics["n_users"]:
             results[segment] = metrics

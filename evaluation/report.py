@@ -137,7 +137,7 @@ def report_notes(results: Mapping[str, EvaluationResult]) -> list[str]:
             tied = max((metrics.get(f"tied_at_cutoff@{k}", 0.0) for k in result.ks), default=0.0)
             if tied > TIE_WARNING_SHARE:
                 notes.append(f"{label} / {segment}: for {tied:.0%} of users the top-K cut-off fell inside tied "
-                             "scores, so the list was completed by item order (lower index first), not by the model.")
+                             "scores, so the list was completed by the tie-break order, not by the model.")
     return notes
 
 
@@ -156,7 +156,8 @@ def markdown_report(results: Mapping[str, EvaluationResult], plot_file: str | No
         f"- filter: {spec.get('filter')}",
         f"- sizes: {spec.get('sizes')}",
         "- protocol: full ranking over all items not in the user's training (or validation) items; "
-        "the cold_item segment ranks only items without training interactions; ties broken by lower item index.",
+        "the cold_item segment ranks only items without training interactions; tied scores are ordered by a "
+        "seeded per-user pseudo-random order, so id order carries no signal.",
         "",
     ]
     header, rows = _rows(results)

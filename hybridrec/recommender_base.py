@@ -83,6 +83,19 @@ def ranked_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tens
     return values, indices
 
 
+def tie_keys(user_index: np.ndarray, n_items: int, seed: int) -> torch.Tensor:
+    """Pseudo-random int64 keys ``[len(user_index), n_items]`` from (seed, user, item) alone.
+
+    A splitmix64-style mix: each user gets its own random item order, independent of batching.
+    """
+    users = torch.from_numpy(np.asarray(user_index, dtype=np.int64)).unsqueeze(1)
+    items = torch.arange(n_items, dtype=torch.int64).unsqueeze(0)
+    mixed = users * 0x9E3779B1 + items * 0x85EBCA77 + seed * 0xC2B2AE3D
+    for shift, multiplier in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        mixed = (mixed ^ (mixed >> shift)) * (multiplier - (1 << 64) if multiplier >= 1 << 63 else multiplier)
+    return mixed ^ (mixed >> 31)
+
+
 def top_k_frame(values: torch.Tensor, indices: torch.Tensor, query_ids: np.ndarray, result_ids: IdMap,
                 query_column: str, result_column: str) -> pd.DataFrame:
     """Long table from :func:`ranked_top_k` output ``[n_queries, k]`` (index ``-1`` entries dropped).
@@ -177,17 +190,20 @@ class RecommenderBase:
     # -- public API ------------------------------------------------------------------------
     def rank_users(self, user_index: np.ndarray, k: int, *, filter_seen: bool = True,
                    candidate_mask: torch.Tensor | None = None,
-                   exclude: sp.csr_matrix | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   exclude: sp.csr_matrix | None = None,
+                   tie_seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-``k`` item indices for users ``user_index`` ``[b]`` (one batch, internal indices).
 
         Args:
             filter_seen: never return items the user interacted with in training.
             candidate_mask: ``[n_items]`` bool; only ``True`` items are ranked.
             exclude: extra ``[n_users, n_items]`` pairs never to return (e.g. validation items).
+            tie_seed: order tied items by a pseudo-random key of (seed, user, item), the same for
+                any batching (default None: by item index).
 
         Returns:
-            ``(scores, item_index)``, both ``[b, min(k, n_items)]``, best first, ties broken by
-            lower item index; index ``-1`` where fewer than ``k`` items were eligible.
+            ``(scores, item_index)``, both ``[b, min(k, n_items)]``, best first; index ``-1`` where
+            fewer than ``k`` items were eligible.
         """
         scores = self.score_users(np.asarray(user_index, dtype=np.int64)).float().clone()
         for matrix in ((self.user_items_ if filter_seen else None), exclude):
@@ -197,7 +213,11 @@ class RecommenderBase:
                 scores[rows, cols] = -torch.inf
         if candidate_mask is not None:
             scores[:, ~candidate_mask] = -torch.inf
-        return ranked_top_k(scores, k)
+        if tie_seed is None:
+            return ranked_top_k(scores, k)
+        order = tie_keys(np.asarray(user_index, dtype=np.int64), scores.shape[1], tie_seed).argsort(dim=1)
+        values, positions = ranked_top_k(scores.gather(1, order), k)
+        return values, torch.where(positions >= 0, order.gather(1, positions.clamp(min=0)), positions)
 
     def recommend(self, user_ids: Iterable, k: int = 10, filter_seen: bool = True,
                   candidates: Iterable | None = None) -> pd.DataFrame:

@@ -87,9 +87,10 @@ def test_fingerprint_is_stable_and_sensitive(movielens):
     assert dataset_fingerprint(changed) != dataset_fingerprint(interactions)
 
 
-def test_metrics_match_recommend_output(popularity_on_warm, warm_split):
-    """recall@20 recomputed with pandas from the public ``recommend`` output."""
-    model, result = popularity_on_warm
+def test_metrics_match_recommend_output(popularity_on_warm, warm_split, provenance):
+    """recall@20 recomputed with pandas from the public ``recommend`` output (same tie rule)."""
+    model, _ = popularity_on_warm
+    result = evaluate_model(model, warm_split, dataset=provenance, config=EvaluationConfig(tie_seed=None))
     truth = segment_truths(warm_split)["warm"]
     recs = model.recommend(truth["user_id"].unique(), k=20)
     hits = recs.merge(truth, on=["user_id", "item_id"]).groupby("user_id").size()
@@ -103,6 +104,18 @@ def test_batch_size_does_not_change_results(popularity_on_warm, warm_split, prov
     for key, value in result.segments["warm"].items():
         if key != "evaluate_seconds":
             assert small.segments["warm"][key] == pytest.approx(value, rel=1e-12)
+
+
+def test_random_tie_break_removes_id_order_signal(movielens, cold_item_split, provenance):
+    """Popularity scores every cold item 0: with a random tie order it is no better than chance."""
+    model = PopularityRecommender()
+    by_index = fit_and_evaluate(model, cold_item_split, dataset=provenance, items=movielens.items,
+                                users=movielens.users, config=EvaluationConfig(tie_seed=None))
+    shuffled = evaluate_model(model, cold_item_split, dataset=provenance, config=EvaluationConfig(tie_seed=0))
+    n_candidates = shuffled.segments["cold_item"]["n_candidates"]
+    chance = 20 / n_candidates
+    assert by_index.segments["cold_item"]["recall@20"] > 1.5 * chance  # MovieLens ids follow popularity
+    assert shuffled.segments["cold_item"]["recall@20"] == pytest.approx(chance, rel=0.3)
 
 
 def test_excluded_pairs_are_never_ranked(popularity_on_warm, warm_split):
