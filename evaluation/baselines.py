@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from data_builders.errors import HybridRecError
+from evaluation.ease import EASERecommender
 from evaluation.item_knn import ItemKNNRecommender
 from evaluation.matrix_factorization import BPRMFRecommender
 from evaluation.popularity import PopularityRecommender
@@ -12,6 +13,7 @@ BASELINES: dict[str, type[RecommenderBase]] = {
     "popularity": PopularityRecommender,
     "itemknn": ItemKNNRecommender,
     "mf": BPRMFRecommender,
+    "ease": EASERecommender,
 }
 
 

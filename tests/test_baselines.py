@@ -9,6 +9,7 @@ from sklearn.metrics.pairwise import cosine_similarity
 
 from data_builders.errors import HybridRecError
 from evaluation.baselines import BASELINES, make_baseline
+from evaluation.ease import EASERecommender
 from evaluation.item_knn import ItemKNNRecommender
 from evaluation.matrix_factorization import BPRMFRecommender
 from evaluation.popularity import PopularityRecommender
@@ -29,6 +30,21 @@ class TestItemKNNContract(RecommenderContract):
 class TestBPRMFContract(RecommenderContract):
     def make_model(self, seed: int) -> BPRMFRecommender:
         return BPRMFRecommender(n_factors=16, epochs=5, seed=seed)
+
+
+class TestEASEContract(RecommenderContract):
+    def make_model(self, seed: int) -> EASERecommender:
+        return EASERecommender(l2=100.0)
+
+
+def test_ease_weights_solve_the_closed_form(data):
+    """B = I - P diag(1/diag(P)) with P = (XᵀX + λI)⁻¹, zero diagonal; checked in float64 with numpy."""
+    model = EASERecommender(l2=50.0).fit(data.interactions, items=data.items)
+    binary = (model.user_items_ > 0).astype(np.float64).toarray()
+    precision = np.linalg.inv(binary.T @ binary + 50.0 * np.eye(binary.shape[1]))
+    expected = np.eye(binary.shape[1]) - precision / np.diag(precision)[None, :]
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(model.item_weights_.numpy(), expected, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +106,7 @@ def test_bpr_cold_user_is_ranked_by_item_bias(data):
 
 
 def test_make_baseline_by_name():
-    assert sorted(BASELINES) == ["itemknn", "mf", "popularity"]
+    assert sorted(BASELINES) == ["ease", "itemknn", "mf", "popularity"]
     assert isinstance(make_baseline("itemknn", n_neighbors=5), ItemKNNRecommender)
     with pytest.raises(HybridRecError, match="unknown baseline"):
         make_baseline("svd")
