@@ -4,7 +4,8 @@ Segments of the test set (``split.train`` decides what is warm and what is cold)
 
 * ``warm``: users and items both with training interactions; each user ranks the whole catalog.
 * ``cold_item``: the same users' test items that have no training interaction; each user ranks
-  only the catalog items without training interactions (the cold items).
+  only the cold items: the items a cold-item split held out (``split.cold_item_ids``), or, for
+  other splits, every catalog item without training interactions.
 * ``cold_user``: users without training interactions; each ranks the whole catalog and all their
   test items count.
 
@@ -241,7 +242,11 @@ def evaluate_split(model: RecommenderBase, split: Split,
     distinct = np.unique(np.stack([train_users[known], train_items[known]]), axis=1)
     popularity = torch.from_numpy(np.bincount(distinct[1], minlength=len(model.item_ids_)))
     n_train_users = max(1, int(split.train["user_id"].nunique()))
-    cold_items = pd.Index(model.item_ids_.ids).difference(pd.Index(pd.unique(split.train["item_id"]))).to_numpy()
+    if split.cold_item_ids is not None and len(split.cold_item_ids):
+        # The items the split hid, not catalog items that merely have no positive interaction.
+        cold_items = np.asarray(split.cold_item_ids)
+    else:
+        cold_items = pd.Index(model.item_ids_.ids).difference(pd.Index(pd.unique(split.train["item_id"]))).to_numpy()
 
     all_truth = pd.concat(list(truths.values()), ignore_index=True)
     leaked = int(_pair_matrix(all_truth, model).multiply(model.user_items_ > 0).sum())

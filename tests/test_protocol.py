@@ -53,9 +53,10 @@ def test_segments_partition_the_test_pairs(cold_item_split):
 def test_cold_item_segment_ranks_only_cold_items(movielens, cold_item_split, provenance):
     result = fit_and_evaluate(PopularityRecommender(), cold_item_split, dataset=provenance,
                               items=movielens.items, users=movielens.users)
-    n_cold = len(movielens.items) - cold_item_split.train["item_id"].nunique()
+    # The held-out items, not every catalog item that merely lacks a training interaction.
+    assert len(cold_item_split.cold_item_ids) < len(movielens.items) - cold_item_split.train["item_id"].nunique()
     assert set(result.segments) == {"warm", "cold_item"}
-    assert result.segments["cold_item"]["n_candidates"] == n_cold
+    assert result.segments["cold_item"]["n_candidates"] == len(cold_item_split.cold_item_ids)
     assert result.segments["warm"]["n_candidates"] == len(movielens.items)
     # Popularity knows nothing about cold items: every cold list is decided by the tie-break.
     assert result.segments["cold_item"]["tied_at_cutoff@20"] == 1.0
