@@ -18,6 +18,7 @@ _LAZY = {
     "GraphConfig": "hybridrec.graph",
     "build_graph": "hybridrec.graph",
     "RecommenderBase": "hybridrec.recommender_base",
+    "HybridRecommender": "hybridrec.recommender",
 }
 
 __all__ = ["HybridRecError", "__version__", *_LAZY]

@@ -59,6 +59,8 @@ class RecommenderContract:
     #: Set to False for models without item-item similarity (``similar_items`` is then skipped).
     supports_similar_items: bool = True
     k: int = 10
+    #: Extra keyword arguments for ``fit`` (e.g. content columns of a hybrid model).
+    fit_kwargs: dict = {}
 
     def make_model(self, seed: int) -> RecommenderBase:
         """A fresh, unfitted model whose randomness comes from ``seed``."""
@@ -71,7 +73,7 @@ class RecommenderContract:
 
     @pytest.fixture(scope="class")
     def fitted(self, data) -> RecommenderBase:
-        return self.make_model(seed=0).fit(data.interactions, items=data.items, users=data.users)
+        return self.make_model(seed=0).fit(data.interactions, items=data.items, users=data.users, **self.fit_kwargs)
 
     @pytest.fixture(scope="class")
     def query_users(self, data) -> np.ndarray:
@@ -80,7 +82,7 @@ class RecommenderContract:
     # -- fitting -----------------------------------------------------------------------------
     def test_fit_returns_self(self, data):
         model = self.make_model(seed=0)
-        assert model.fit(data.interactions, items=data.items, users=data.users) is model
+        assert model.fit(data.interactions, items=data.items, users=data.users, **self.fit_kwargs) is model
 
     def test_catalog_keeps_cold_items_and_users(self, fitted, data):
         assert len(fitted.item_ids_) == len(data.items)
@@ -164,7 +166,7 @@ class RecommenderContract:
 
     # -- determinism and persistence ------------------------------------------------------------
     def test_deterministic_with_seed(self, fitted, data, query_users):
-        again = self.make_model(seed=0).fit(data.interactions, items=data.items, users=data.users)
+        again = self.make_model(seed=0).fit(data.interactions, items=data.items, users=data.users, **self.fit_kwargs)
         pd.testing.assert_frame_equal(fitted.recommend(query_users, k=self.k), again.recommend(query_users, k=self.k))
 
     def test_save_load_equality(self, fitted, query_users, tmp_path):

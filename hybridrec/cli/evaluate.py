@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from hybridrec.cli.dataset_args import add_dataset_arguments, load_dataset_from_args
+from hybridrec.cli.train import add_model_arguments, build_model
 
-BASELINE_NAMES = ("popularity", "itemknn", "mf")
+BASELINE_NAMES = ("popularity", "itemknn", "mf", "ease")
 SPLIT_NAMES = ("random", "temporal", "user-temporal", "leave-last", "cold-item", "cold-user")
 
 
@@ -36,7 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"baselines to fit and evaluate: {', '.join(BASELINE_NAMES)}")
     models.add_argument("--model", nargs="+", default=[], metavar="DIR",
                         help="saved model folder(s), evaluated as they are on the split's test set")
+    models.add_argument("--hybrid", action="store_true",
+                        help="fit the hybrid model on the split's training part and evaluate it")
     add_dataset_arguments(parser)
+    add_model_arguments(parser)
     split = parser.add_argument_group("split")
     split.add_argument("--split", choices=SPLIT_NAMES, default="random", help="split kind (default: random per user)")
     split.add_argument("--ratio", type=float, default=0.2, help="test share (default 0.2)")
@@ -71,13 +76,14 @@ def _baseline_params(name: str, args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from data_builders.errors import HybridRecError
     from evaluation.baselines import make_baseline
-    from evaluation.protocol import EvaluationConfig, dataset_summary, evaluate_model, fit_and_evaluate
+    from evaluation.protocol import (EvaluationConfig, catalog_tables, dataset_summary, evaluate_model,
+                                     fit_and_evaluate)
     from evaluation.report import format_table, report_notes, write_json_report, write_markdown_report
     from evaluation.splitters import SplitConfig, make_split
     from hybridrec.recommender_base import RecommenderBase
 
-    if not args.baseline and not args.model:
-        raise HybridRecError("nothing to evaluate: give --baseline NAME... and/or --model DIR...")
+    if not args.baseline and not args.model and not args.hybrid:
+        raise HybridRecError("nothing to evaluate: give --hybrid, --baseline NAME... and/or --model DIR...")
     min_positives = args.min_positives if args.min_positives is not None else (5 if args.min_rating is not None else 0)
     split_config = SplitConfig(kind=args.split, test_ratio=args.ratio, valid_ratio=args.valid_ratio,
                                cold_share=args.cold_share, seed=args.seed, min_rating=args.min_rating,
@@ -93,6 +99,16 @@ def run(args: argparse.Namespace) -> int:
         model = make_baseline(name, **_baseline_params(name, args))
         results[name] = fit_and_evaluate(model, split, dataset=provenance, items=dataset.items,
                                          users=dataset.users, config=config)
+    if args.hybrid:
+        from hybridrec.recommender import dataset_fit_options
+
+        model = build_model(args)
+        items, users = catalog_tables(split, dataset.items, dataset.users)
+        started = time.perf_counter()
+        model.fit(split.train, items=items, users=users,
+                  **dataset_fit_options(dataset, text_cols=args.text_cols, use_images=args.images))
+        results["hybridrec"] = evaluate_model(model, split, dataset=provenance, config=config,
+                                              fit_seconds=time.perf_counter() - started)
     for folder in args.model:
         model = RecommenderBase.load(folder)
         label = Path(folder).name or str(folder)

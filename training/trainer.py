@@ -1,0 +1,229 @@
+"""Mini-batch trainer for the graph part of the hybrid model.
+
+Adam with weight decay, full-catalog softmax or BPR with sampled negatives, early stopping on
+validation recall@K (computed with :mod:`evaluation.metrics`), best-state keeping, resumable
+checkpoints, seed control, CPU or GPU (AMP on GPU), a progress bar and per-epoch logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+from evaluation.metrics import RankingMetrics
+from hybridrec.models.hybrid_gnn import HybridGNN, bpr_loss, sampled_negatives, softmax_loss
+from training.checkpoints import load_checkpoint, save_checkpoint
+from training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "last.pt"
+
+
+@dataclass
+class GraphTrainingData:
+    """Everything one training step needs, as tensors.
+
+    Attributes:
+        adjacency: normalised sparse adjacency ``[num_nodes, num_nodes]``.
+        content: modality -> item content ``[num_items, d_m]``.
+        present: modality -> ``[num_items]`` bool, whether the item has that modality.
+        user_has_id: ``[num_users]`` bool, users with training interactions.
+        item_has_id: ``[num_items]`` bool, items with training interactions.
+        train: ``[num_users, num_items]`` training interactions (CSR).
+        valid: ``[num_users, num_items]`` held-out validation positives (CSR), or None.
+    """
+
+    adjacency: torch.Tensor
+    content: dict[str, torch.Tensor]
+    present: dict[str, torch.Tensor]
+    user_has_id: torch.Tensor
+    item_has_id: torch.Tensor
+    train: sp.csr_matrix
+    valid: sp.csr_matrix | None = None
+
+    def to(self, device: torch.device) -> "GraphTrainingData":
+        return GraphTrainingData(
+            adjacency=self.adjacency.to(device),
+            content={k: v.to(device) for k, v in self.content.items()},
+            present={k: v.to(device) for k, v in self.present.items()},
+            user_has_id=self.user_has_id.to(device), item_has_id=self.item_has_id.to(device),
+            train=self.train, valid=self.valid)
+
+
+@dataclass
+class TrainResult:
+    """What a training run did."""
+
+    best_epoch: int = 0
+    best_score: float = -math.inf
+    epochs_run: int = 0
+    seconds: float = 0.0
+    history: list = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        logger.warning("CUDA requested but not available: training on CPU")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def _rows_dense(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(matrix[rows].toarray()).to(device)
+
+
+class Trainer:
+    """Trains a :class:`HybridGNN` on :class:`GraphTrainingData`.
+
+    Args:
+        config: hyper-parameters and seed.
+        checkpoint_dir: where ``last.pt`` is written after every validation run; if it already
+            holds one with the same config, training resumes from it.
+        progress: show a tqdm progress bar.
+    """
+
+    def __init__(self, config: TrainConfig, checkpoint_dir: str | Path | None = None, progress: bool = True) -> None:
+        self.config = config
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.progress = progress
+        self.device = resolve_device(config.device)
+
+    # -- one step ------------------------------------------------------------------------------
+    def _loss(self, model: HybridGNN, data: GraphTrainingData, batch: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        config = self.config
+        x = model.node_inputs(data.content, data.present, data.user_has_id, data.item_has_id)
+        user_embeddings, item_embeddings = model(x, data.adjacency)
+        if config.loss == "softmax":
+            targets = _rows_dense(data.train, batch, self.device)
+            return softmax_loss(user_embeddings[torch.from_numpy(batch).to(self.device)], item_embeddings,
+                                targets, config.temperature)
+        coo = data.train.tocoo()
+        users = torch.from_numpy(coo.row[batch].astype(np.int64)).to(self.device)
+        positives = torch.from_numpy(coo.col[batch].astype(np.int64)).to(self.device)
+        negatives = sampled_negatives(len(batch), model.num_items, generator).to(self.device)
+        return bpr_loss(user_embeddings[users], item_embeddings[positives], item_embeddings[negatives])
+
+    def _batches(self, data: GraphTrainingData, generator: torch.Generator) -> list[np.ndarray]:
+        if self.config.loss == "softmax":
+            pool = np.flatnonzero(np.diff(data.train.indptr) > 0)
+        else:
+            pool = np.arange(data.train.nnz)
+        order = pool[torch.randperm(len(pool), generator=generator).numpy()]
+        size = self.config.batch_size if self.config.loss == "softmax" else self.config.batch_size * 16
+        return [order[start:start + size] for start in range(0, len(order), size)]
+
+    # -- validation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, model: HybridGNN, data: GraphTrainingData) -> float:
+        """Recall@``eval_k`` on ``data.valid`` ranking all items not in ``data.train``."""
+        model.eval()
+        x = model.node_inputs(data.content, data.present, data.user_has_id, data.item_has_id)
+        user_embeddings, item_embeddings = model(x, data.adjacency)
+        users = np.flatnonzero(np.diff(data.valid.indptr) > 0)
+        metrics = RankingMetrics((self.config.eval_k,), model.num_items)
+        for start in range(0, len(users), 1024):
+            batch = users[start:start + 1024]
+            scores = (user_embeddings[torch.from_numpy(batch).to(self.device)] @ item_embeddings.T).float().cpu()
+            seen = data.train[batch].tocoo()
+            scores[torch.from_numpy(seen.row.astype(np.int64)), torch.from_numpy(seen.col.astype(np.int64))] = -torch.inf
+            top = torch.topk(scores, self.config.eval_k, dim=1).indices
+            metrics.update(top, torch.from_numpy(data.valid[batch].toarray() > 0))
+        model.train()
+        return metrics.compute()[f"recall@{self.config.eval_k}"]
+
+    # -- loop ----------------------------------------------------------------------------------
+    def fit(self, model: HybridGNN, data: GraphTrainingData) -> TrainResult:
+        """Train ``model`` in place; on return it holds the best validated state (or the last)."""
+        config = self.config
+        torch.manual_seed(config.seed)
+        generator = torch.Generator().manual_seed(config.seed)
+        model.to(self.device).train()
+        data = data.to(self.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        use_amp = config.amp and self.device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        result = TrainResult()
+        best_state = None
+        start_epoch, stale = 0, 0
+        resumed = self._resume(model, optimizer, generator)
+        if resumed is not None:
+            start_epoch, result, best_state, stale = resumed
+        started = time.perf_counter()
+        epochs = range(start_epoch, config.epochs)
+        bar = tqdm(epochs, desc="train", unit="epoch", disable=not self.progress, leave=False)
+        for epoch in bar:
+            total, steps = 0.0, 0
+            for batch in self._batches(data, generator):
+                autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
+                with autocast:
+                    loss = self._loss(model, data, batch, generator)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total += loss.item()
+                steps += 1
+            entry = {"epoch": epoch + 1, "loss": total / max(steps, 1)}
+            validate_now = data.valid is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs)
+            if validate_now:
+                score = self.validate(model, data)
+                entry[f"valid_recall@{config.eval_k}"] = score
+                if score > result.best_score:
+                    result.best_score, result.best_epoch, stale = score, epoch + 1, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    stale += 1
+            result.history.append(entry)
+            result.epochs_run = epoch + 1
+            logger.info("epoch %s", " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
+            bar.set_postfix({k: round(v, 4) for k, v in entry.items() if k != "epoch"})
+            if validate_now:
+                self._save(model, optimizer, generator, epoch + 1, result, best_state, stale)
+                if stale >= config.patience:
+                    result.stopped_early = True
+                    break
+        result.seconds = time.perf_counter() - started
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        model.eval()
+        return result
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _save(self, model, optimizer, generator, epoch, result, best_state, stale) -> None:
+        if self.checkpoint_dir is None:
+            return
+        save_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT, {
+            "config": self.config.to_dict(), "epoch": epoch, "stale": stale,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "best_state": best_state, "best_score": result.best_score, "best_epoch": result.best_epoch,
+            "history": result.history, "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+        })
+
+    def _resume(self, model, optimizer, generator):
+        if self.checkpoint_dir is None or not (self.checkpoint_dir / LAST_CHECKPOINT).is_file():
+            return None
+        state = load_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT)
+        if state.get("config") != self.config.to_dict():
+            logger.warning("%s was written with another config: starting afresh", self.checkpoint_dir / LAST_CHECKPOINT)
+            return None
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        result = TrainResult(best_epoch=state["best_epoch"], best_score=state["best_score"],
+                             epochs_run=state["epoch"], history=list(state["history"]))
+        logger.info("resuming from epoch %d (best recall %.4f at epoch %d)", state["epoch"], result.best_score, result.best_epoch)
+        return state["epoch"], result, state["best_state"], state["stale"]
