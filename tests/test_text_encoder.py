@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import find_data_dir as real_data_dir
 import torch
 
 from data_builders.errors import HybridRecError
@@ -16,18 +16,6 @@ from hybridrec.features.text_assembly import assemble_texts, render_value, templ
 from hybridrec.features.text_encoder import TextCheckpoint, TextEncoder, TextWeights, resolve_device
 
 ML_TEMPLATE = "{title}. Genres: {genres}"
-
-
-def real_data_dir() -> Path:
-    """``$HYBRIDREC_DATA_DIR`` (must hold ml-100k/), else ``../shared/data``; skip only when neither is there."""
-    configured = os.environ.get("HYBRIDREC_DATA_DIR")
-    if configured:
-        assert (Path(configured) / "ml-100k" / "u.data").is_file(), f"HYBRIDREC_DATA_DIR={configured} has no ml-100k/"
-        return Path(configured)
-    for candidate in (Path(__file__).resolve().parents[1].parent / "shared" / "data", Path("/work/shared/data")):
-        if (candidate / "ml-100k" / "u.data").is_file():
-            return candidate
-    pytest.skip("real data not found: HYBRIDREC_DATA_DIR is unset and ../shared/data is missing")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from hybridrec.atomic import write_text_atomic
 from hybridrec.cli.dataset_args import add_dataset_arguments, load_dataset_from_args
