@@ -174,3 +174,16 @@ def test_resume_after_interruption_gives_the_same_model(data, tmp_path, monkeypa
     assert resumed.train_result_.history[0]["epoch"] == 1 and resumed.train_result_.epochs_run == 10
     users = uninterrupted.user_ids_.to_index([1, 2, 3])
     torch.testing.assert_close(resumed.score_users(users), uninterrupted.score_users(users))
+
+
+def test_exported_similarity_table_matches_similar_items(fitted, tmp_path):
+    """The blockwise export of a hybrid model gives the same neighbours as ``similar_items``."""
+    from hybridrec.similarity_export import export_model_similar_items, read_table
+
+    export_model_similar_items(fitted, tmp_path / "similar.parquet", k=5, progress=False)
+    table = read_table(tmp_path / "similar.parquet")
+    direct = fitted.similar_items([1, 50, 100], k=5)
+    exported = table[table["item_id"].isin([1, 50, 100])].sort_values(["item_id", "rank"]).reset_index(drop=True)
+    direct = direct.sort_values(["item_id", "rank"]).reset_index(drop=True)
+    assert exported["similar_item_id"].tolist() == direct["similar_item_id"].tolist()
+    np.testing.assert_allclose(exported["score"], direct["score"], rtol=1e-5, atol=1e-5)

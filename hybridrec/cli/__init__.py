@@ -16,7 +16,7 @@ import warnings
 from data_builders.errors import HybridRecError
 
 # Sub-command modules, in the order ``hybridrec --help`` lists them.
-COMMAND_MODULES = ("build_graph", "encode", "train", "evaluate")
+COMMAND_MODULES = ("build_graph", "encode", "train", "evaluate", "export_similar", "recommend")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,211 @@
+"""``hybridrec export-similar``: item–item similarity table from a saved model or from content alone,
+sharded, or merged from shards."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_builders.errors import HybridRecError, located
+from hybridrec.id_map import IdMap
+
+ID_COLUMN_NAMES = ("item_id", "user_id", "id")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export-similar", help="write the top-k similar items of every item (Parquet/CSV)",
+        description="Write item_id, similar_item_id, score, rank for every item (or a list), from a saved "
+                    "model (--model), from item content alone (--items), or merge shard files (--merge).")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", metavar="DIR", help="folder of a saved model")
+    source.add_argument("--items", metavar="FILE", help="item table (CSV/Parquet): content-only similarity")
+    source.add_argument("--merge", nargs="+", metavar="SHARD", help="shard files to check and merge into --out")
+    parser.add_argument("--out", required=True, metavar="PATH", help="table to write (.parquet default, .csv)")
+    parser.add_argument("--k", type=int, default=50, help="neighbours per item (default 50)")
+    parser.add_argument("--metric", choices=("cosine", "dot"),
+                        help="vector similarity (default cosine; not for models without item vectors)")
+    parser.add_argument("--min-score", type=float, metavar="X", help="drop neighbours scoring below X")
+    parser.add_argument("--candidates", metavar="FILE", help="ids of the only items that may be neighbours")
+    parser.add_argument("--items-list", metavar="FILE", help="ids of the items to find neighbours for (default all)")
+    parser.add_argument("--include-self", action="store_true", help="an item may be its own neighbour")
+    parser.add_argument("--shard", metavar="I/N", help="compute only shard I of N (0-based) of the query items")
+    parser.add_argument("--format", choices=("parquet", "csv"), help="table format (default from --out suffix)")
+    parser.add_argument("--approx", choices=("faiss",), help="approximate search (needs hybridrec[ann])")
+    parser.add_argument("--ann-index", choices=("hnsw", "ivf"), default="hnsw", help="faiss index kind")
+    parser.add_argument("--recall-sample", type=int, default=1000, metavar="N",
+                        help="queries on which --approx recall@k is measured against exact (0: skip)")
+    parser.add_argument("--memory-budget", type=float, default=256, metavar="MIB",
+                        help="ceiling for one block of scores in MiB (default 256)")
+    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    content = parser.add_argument_group("content-only (--items)")
+    content.add_argument("--item-id-col", default="item_id", help="item id column (default item_id)")
+    content.add_argument("--text-cols", metavar="COLS", help="comma-separated text columns")
+    content.add_argument("--attr-cols", metavar="COLS", help="comma-separated categorical columns (one-hot)")
+    content.add_argument("--image-dir", metavar="DIR", help="folder of item images")
+    content.add_argument("--image-pattern", default="{item_id}.jpg", help="image file name in --image-dir")
+    content.add_argument("--image-col", metavar="COL", help="column holding image paths")
+    content.add_argument("--text-weight", type=float, help="weight of the text block")
+    content.add_argument("--image-weight", type=float, help="weight of the image block")
+    content.add_argument("--attr-weight", type=float, help="weight of the attribute block")
+    content.add_argument("--missing", choices=("impute", "zero"), default="impute",
+                         help="an item without an image (or text): impute that block from its nearest items "
+                              "(default) or leave it zero and re-weight the rest")
+    content.add_argument("--cache-dir", metavar="DIR", help="feature cache folder (default: none kept)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from hybridrec.similarity_export import merge_shards
+
+    progress = not args.no_progress
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.merge:
+        summary = merge_shards(args.merge, args.out, format=args.format, progress=progress)
+        print(f"merged {len(args.merge)} shard(s): {summary.n_rows:,} rows for {summary.n_queries:,} items "
+              f"-> {summary.path}")
+        return 0
+    if args.k < 1:
+        raise HybridRecError(f"--k must be >= 1, got {args.k}")
+    options = dict(k=args.k, min_score=args.min_score, include_self=args.include_self, shard=args.shard,
+                   format=args.format, approx=args.approx, recall_sample=args.recall_sample,
+                   memory_budget_bytes=int(args.memory_budget * 2**20), device=args.device, progress=progress)
+    if args.approx:
+        from hybridrec.ann_index import AnnConfig
+
+        options["ann_config"] = AnnConfig(kind=args.ann_index)
+    if args.model:
+        summary = _export_from_model(args, options)
+    else:
+        summary = _export_from_content(args, options)
+    rate = summary.queries_per_second
+    print(f"wrote {summary.n_rows:,} rows for {summary.n_queries:,} items to {summary.path} "
+          f"in {summary.seconds:.1f} s ({rate:,.0f} items/s, {summary.method})")
+    if summary.recall_at_k is not None:
+        print(f"recall@{args.k} of the approximate search against exact "
+              f"({min(args.recall_sample, summary.n_queries)} sampled items): {summary.recall_at_k:.4f}")
+    return 0
+
+
+def _export_from_model(args: argparse.Namespace, options: dict):
+    from hybridrec.recommender_base import RecommenderBase
+    from hybridrec.similarity_export import export_model_similar_items
+
+    model = RecommenderBase.load(args.model)
+    if args.candidates:
+        options["candidate_ids"] = read_id_file(args.candidates, model.item_ids_)
+    if args.items_list:
+        options["query_ids"] = read_id_file(args.items_list, model.item_ids_)
+    return export_model_similar_items(model, args.out, metric=args.metric, source=str(args.model), **options)
+
+
+def _export_from_content(args: argparse.Namespace, options: dict):
+    from hybridrec.similarity_export import ContentWeights, content_item_vectors, export_similar_items
+
+    items = read_table_file(args.items)
+    if args.item_id_col not in items.columns:
+        raise HybridRecError(located(f"no item id column {args.item_id_col!r}; found {list(items.columns)}",
+                                     file=args.items))
+    if args.metric == "dot":
+        raise HybridRecError("content-only similarity is cosine over the fused features; --metric dot does not apply")
+    item_ids = IdMap(items[args.item_id_col].to_numpy(), kind="item")
+    image_paths = None
+    if args.image_dir and args.image_col:
+        raise HybridRecError("give --image-dir or --image-col, not both")
+    if args.image_dir:
+        try:
+            image_paths = [str(Path(args.image_dir) / args.image_pattern.format(item_id=item_id))
+                           for item_id in item_ids.ids]
+        except (KeyError, IndexError, ValueError):
+            raise HybridRecError(f"--image-pattern {args.image_pattern!r} may only use {{item_id}}") from None
+    elif args.image_col:
+        if args.image_col not in items.columns:
+            raise HybridRecError(located(f"no image column {args.image_col!r}", file=args.items))
+        image_paths = items[args.image_col].tolist()
+    weights = ContentWeights.from_overrides(text=args.text_weight, image=args.image_weight, attributes=args.attr_weight)
+    vectors = content_item_vectors(items, text_columns=_split_columns(args.text_cols),
+                                   attribute_columns=_split_columns(args.attr_cols), image_paths=image_paths,
+                                   item_id_column=args.item_id_col, weights=weights, missing=args.missing,
+                                   cache_dir=args.cache_dir,
+                                   device=args.device,
+                                   progress=options["progress"])
+    if args.candidates:
+        options["candidate_ids"] = read_id_file(args.candidates, item_ids)
+    if args.items_list:
+        options["query_ids"] = read_id_file(args.items_list, item_ids)
+    return export_similar_items(args.out, item_ids, embeddings=vectors, metric="cosine", source=str(args.items),
+                                **options)
+
+
+def _split_columns(text: str | None) -> list[str]:
+    return [column.strip() for column in text.split(",") if column.strip()] if text else []
+
+
+def read_table_file(path: str | Path) -> pd.DataFrame:
+    """A CSV or Parquet table (by suffix)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HybridRecError(f"{path}: no such file")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    try:
+        return pd.read_csv(path, on_bad_lines="error")
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise HybridRecError(f"{path}: cannot read as CSV: {err}") from None
+
+
+def read_id_file(path: str | Path, id_map: IdMap, *, column: str | None = None) -> np.ndarray:
+    """Ids listed in ``path``, typed like ``id_map``'s ids.
+
+    ``path`` is a Parquet/CSV table with a ``column`` (default ``item_id``, ``user_id`` or ``id``,
+    else the first column), or plain text with one id per line.
+
+    Raises:
+        HybridRecError: the file is missing, or an id is not an integer where the map holds integers
+            (naming the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HybridRecError(f"{path}: no such file")
+    header_line = 1
+    if path.suffix.lower() in (".parquet", ".pq"):
+        table = pd.read_parquet(path)
+        header_line = 0
+    else:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        first = lines[0].strip() if lines else ""
+        if "," in first or first in ID_COLUMN_NAMES or first == column:
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        else:
+            table = pd.DataFrame({"id": [line.strip() for line in lines]})
+            header_line = 0
+    if column is not None and column not in table.columns:
+        raise HybridRecError(located(f"no column {column!r}; found {list(table.columns)}", file=path))
+    name = column or next((c for c in ID_COLUMN_NAMES if c in table.columns), table.columns[0])
+    values = table[name]
+    if values.dtype == object or pd.api.types.is_string_dtype(values):
+        values = values.astype(str).str.strip()
+        values = values[values != ""]
+    return coerce_ids(values, id_map, file=path, header_line=header_line, column=name)
+
+
+def coerce_ids(values: pd.Series, id_map: IdMap, *, file: object = None, header_line: int = 0,
+               column: str | None = None) -> np.ndarray:
+    """``values`` converted to the dtype of ``id_map``'s ids (integers or strings)."""
+    if id_map.ids.dtype.kind in "iu":
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = numbers.isna() | (numbers != numbers.round())
+        if bad.any():
+            position = int(np.flatnonzero(bad.to_numpy())[0])
+            raise HybridRecError(located(f"{id_map.kind} id {values.iloc[position]!r} is not an integer",
+                                         file=file, line=int(values.index[position]) + header_line + 1, column=column))
+        return numbers.to_numpy().astype(np.int64)
+    return values.astype(str).to_numpy(dtype=object)

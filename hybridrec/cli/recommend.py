@@ -1,0 +1,82 @@
+"""``hybridrec recommend``: top-k items for every user (or a list, or new users from a history) of a
+saved model, streamed to Parquet/CSV."""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from data_builders.errors import HybridRecError, located
+from hybridrec.cli.export_similar import coerce_ids, read_id_file, read_table_file
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "recommend", help="write the top-k items of every user (Parquet/CSV)",
+        description="Write user_id, item_id, score, rank for the users of a saved model, a list of them, "
+                    "or new users given by their history; or merge shard files (--merge).")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", metavar="DIR", help="folder of a saved model")
+    source.add_argument("--merge", nargs="+", metavar="SHARD", help="shard files to check and merge into --out")
+    parser.add_argument("--out", required=True, metavar="PATH", help="table to write (.parquet default, .csv)")
+    parser.add_argument("--k", type=int, default=20, help="items per user (default 20)")
+    users = parser.add_mutually_exclusive_group()
+    users.add_argument("--users", metavar="FILE", help="ids of the users to recommend for (default all)")
+    users.add_argument("--user-ids", nargs="+", metavar="ID", help="user ids to recommend for")
+    users.add_argument("--history", metavar="FILE",
+                       help="user_id,item_id rows of new users (needs a model with recommend_for_history)")
+    parser.add_argument("--candidates", metavar="FILE", help="ids of the only items to recommend")
+    parser.add_argument("--keep-seen", action="store_true", help="also recommend items the user already has")
+    parser.add_argument("--shard", metavar="I/N", help="only shard I of N (0-based) of the users")
+    parser.add_argument("--format", choices=("parquet", "csv"), help="table format (default from --out suffix)")
+    parser.add_argument("--batch-size", type=int, default=4096, help="users per batch (default 4096)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from hybridrec.recommender_base import RecommenderBase
+    from hybridrec.similarity_export import export_recommendations, merge_shards
+
+    progress = not args.no_progress
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.merge:
+        summary = merge_shards(args.merge, args.out, format=args.format, progress=progress)
+        print(f"merged {len(args.merge)} shard(s): {summary.n_rows:,} rows for {summary.n_queries:,} users "
+              f"-> {summary.path}")
+        return 0
+    if args.batch_size < 1:
+        raise HybridRecError(f"--batch-size must be >= 1, got {args.batch_size}")
+    model = RecommenderBase.load(args.model)
+    user_ids = history = candidates = None
+    if args.users:
+        user_ids = read_id_file(args.users, model.user_ids_)
+    elif args.user_ids:
+        user_ids = coerce_ids(pd.Series(args.user_ids), model.user_ids_, column="--user-ids")
+    elif args.history:
+        history = read_history(args.history, model)
+    if args.candidates:
+        candidates = read_id_file(args.candidates, model.item_ids_)
+    summary = export_recommendations(model, args.out, k=args.k, user_ids=user_ids, history=history,
+                                     filter_seen=not args.keep_seen, candidate_ids=candidates, shard=args.shard,
+                                     format=args.format, batch_size=args.batch_size, progress=progress,
+                                     source=str(args.model))
+    print(f"wrote {summary.n_rows:,} recommendations for {summary.n_queries:,} users to {summary.path} "
+          f"in {summary.seconds:.1f} s ({summary.queries_per_second:,.0f} users/s)")
+    return 0
+
+
+def read_history(path: str, model) -> pd.DataFrame:
+    """``user_id, item_id`` rows (CSV/Parquet), item ids typed like the model's (new users' ids as read)."""
+    history = read_table_file(path)
+    for column in ("user_id", "item_id"):
+        if column not in history.columns:
+            raise HybridRecError(located(f"no column {column!r}; found {list(history.columns)}", file=path))
+    history = history.copy()
+    history["item_id"] = coerce_ids(history["item_id"], model.item_ids_, file=path, header_line=1, column="item_id")
+    return history
