@@ -60,18 +60,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def threads_and_merge(args: argparse.Namespace, noun: str) -> bool:
+    """Apply ``--threads``; with ``--merge``, merge the shards into ``--out`` and return True.
+
+    Shared by ``export-similar`` and ``recommend`` (``noun`` names what a shard's queries are).
+    """
     import torch
 
     from hybridrec.similarity_export import merge_shards
 
-    progress = not args.no_progress
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.merge:
-        summary = merge_shards(args.merge, args.out, format=args.format, progress=progress)
-        print(f"merged {len(args.merge)} shard(s): {summary.n_rows:,} rows for {summary.n_queries:,} items "
-              f"-> {summary.path}")
+    if not args.merge:
+        return False
+    summary = merge_shards(args.merge, args.out, format=args.format, progress=not args.no_progress)
+    print(f"merged {len(args.merge)} shard(s): {summary.n_rows:,} rows for {summary.n_queries:,} {noun} "
+          f"-> {summary.path}")
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+
+    progress = not args.no_progress
+    if threads_and_merge(args, "items"):
         return 0
     if args.k < 1:
         raise HybridRecError(f"--k must be >= 1, got {args.k}")

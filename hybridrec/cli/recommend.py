@@ -8,7 +8,7 @@ import argparse
 import pandas as pd
 
 from data_builders.errors import HybridRecError, located
-from hybridrec.cli.export_similar import coerce_ids, read_id_file, read_table_file
+from hybridrec.cli.export_similar import coerce_ids, read_id_file, read_table_file, threads_and_merge
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,18 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from hybridrec.recommender_base import RecommenderBase
-    from hybridrec.similarity_export import export_recommendations, merge_shards
+    from hybridrec.similarity_export import export_recommendations
 
     progress = not args.no_progress
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.merge:
-        summary = merge_shards(args.merge, args.out, format=args.format, progress=progress)
-        print(f"merged {len(args.merge)} shard(s): {summary.n_rows:,} rows for {summary.n_queries:,} users "
-              f"-> {summary.path}")
+    if threads_and_merge(args, "users"):
         return 0
     if args.batch_size < 1:
         raise HybridRecError(f"--batch-size must be >= 1, got {args.batch_size}")
