@@ -37,11 +37,11 @@ def test_unknown_model_key_in_config_is_named(tmp_path):
 def test_evaluate_hybrid_against_ease(data_dir, tmp_path, capsys):
     report = tmp_path / "report.json"
     code = main(["evaluate", "--dataset", "movielens-100k", "--data-dir", str(data_dir), "--hybrid",
-                 "--baseline", "ease", "--text-cols", "", "--gnn-epochs", "10", "--min-rating", "4",
+                 "--baseline", "ease", "--text-cols", "", "--min-rating", "4",
                  "--k", "20", "--json", str(report)])
     assert code == 0
     models = json.loads(report.read_text())["models"]
     hybrid = models["hybridrec"]["segments"]["warm"]["recall@20"]
     ease = models["ease"]["segments"]["warm"]["recall@20"]
-    # IDs, genres and user attributes only, 10 epochs: at least on par with EASE.
-    assert hybrid > 0.97 * ease > 0.3
+    # IDs, genres, years and user attributes, default training: ahead of EASE on the same split.
+    assert hybrid > ease > 0.3
