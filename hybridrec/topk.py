@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from data_builders.errors import HybridRecError
+from hybridrec.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +34,6 @@ DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
 #: Never use more than this share of the memory that is free right now.
 AVAILABLE_MEMORY_SHARE = 0.5
 _FALLBACK_ROWS = 64  # rows per full sort when ties straddle the k-th place (rare)
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/``None`` -> the GPU when present, else the CPU; anything else as given."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HybridRecError(f"device {device} requested but no CUDA GPU is available")
-    return device
 
 
 def available_memory_bytes(device: torch.device | str = "cpu") -> int:

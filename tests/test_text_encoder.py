@@ -13,7 +13,8 @@ import torch
 
 from data_builders.errors import HybridRecError
 from hybridrec.features.text_assembly import assemble_texts, render_value, template_fields
-from hybridrec.features.text_encoder import TextCheckpoint, TextEncoder, TextWeights, resolve_device
+from hybridrec.device import resolve_device
+from hybridrec.features.text_encoder import TextCheckpoint, TextEncoder, TextWeights
 
 ML_TEMPLATE = "{title}. Genres: {genres}"
 

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from evaluation.metrics import RankingMetrics
+from hybridrec.device import resolve_device
 from hybridrec.models.hybrid_gnn import HybridGNN, bpr_loss, sampled_negatives, softmax_loss
 from training.checkpoints import load_checkpoint, save_checkpoint
 from training.config import TrainConfig
@@ -72,13 +73,13 @@ class TrainResult:
     stopped_early: bool = False
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def training_device(name: str) -> torch.device:
+    """:func:`hybridrec.device.resolve_device`, except that training asked for on a missing GPU
+    falls back to the CPU with a warning (a config written for a GPU machine still trains)."""
     if name == "cuda" and not torch.cuda.is_available():
         logger.warning("CUDA requested but not available: training on CPU")
         return torch.device("cpu")
-    return torch.device(name)
+    return resolve_device(name)
 
 
 def _rows_dense(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -99,7 +100,7 @@ class Trainer:
         self.config = config
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.progress = progress
-        self.device = resolve_device(config.device)
+        self.device = training_device(config.device)
 
     # -- one step ------------------------------------------------------------------------------
     def _loss(self, model: HybridGNN, data: GraphTrainingData, batch: np.ndarray, generator: torch.Generator) -> torch.Tensor:

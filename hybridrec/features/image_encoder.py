@@ -48,7 +48,8 @@ from torchvision.ops import Conv2dNormActivation
 from tqdm.auto import tqdm
 
 from data_builders.errors import HybridRecError
-from hybridrec.features.text_encoder import host_reachable, resolve_device, sha256_file
+from hybridrec.device import resolve_device
+from hybridrec.features.text_encoder import host_reachable, sha256_file
 
 logger = logging.getLogger(__name__)
 

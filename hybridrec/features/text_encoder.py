@@ -13,8 +13,8 @@ The default, ``sentence-transformers/all-MiniLM-L6-v2``, is read from the folder
 Hugging Face cache, or downloaded when the hub answers; ``HF_HUB_OFFLINE=1`` is respected and an
 unreachable hub fails fast with a clear error instead of hanging.
 
-This module also holds the two small pieces of checkpoint plumbing the image encoder shares:
-:func:`resolve_device` and :func:`sha256_file`.
+This module also holds the small piece of checkpoint plumbing the image encoder shares:
+:func:`sha256_file`.
 """
 
 from __future__ import annotations
@@ -34,29 +34,13 @@ import torch
 from tqdm.auto import tqdm
 
 from data_builders.errors import HybridRecError
+from hybridrec.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
 HUB_HOST = "huggingface.co"
 WEIGHT_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")
 _DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/None -> the GPU when present, else the CPU; anything else is checked and returned.
-
-    Raises:
-        HybridRecError: a CUDA device was asked for on a machine without one, or an unknown name.
-    """
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise HybridRecError(f"unknown device {device!r}: {err}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise HybridRecError(f"device {device!r} asked for, but no CUDA GPU is available; use 'cpu' or 'auto'")
-    return resolved
 
 
 def sha256_file(path: str | Path, *, chars: int = 16) -> str:
