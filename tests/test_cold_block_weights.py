@@ -1,0 +1,47 @@
+"""Cold-item block weights are chosen on a pseudo-cold validation, so a useless modality is turned down."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evaluation.protocol import catalog_tables
+from evaluation.splitters import SplitConfig, make_split
+from hybridrec import HybridRecommender
+
+
+@pytest.fixture(scope="module")
+def cold_split(movielens):
+    split = make_split(movielens.interactions, SplitConfig(kind="cold-item", cold_share=0.2, test_ratio=0.0, seed=0,
+                                                           min_rating=4.0, min_positives=5))
+    items, users = catalog_tables(split, movielens.items, movielens.users)
+    # A text column with no relation to the movie: random words drawn per item.
+    rng = np.random.default_rng(0)
+    vocabulary = np.array("river stone lamp violet engine paper orbit candle harbor maple quartz tunnel".split())
+    items = items.assign(noise=[" ".join(rng.choice(vocabulary, 4)) for _ in range(len(items))])
+    return split, items, users
+
+
+def fit(split, items, users, tmp_path, **params):
+    model = HybridRecommender(use_gnn=False, progress=False, device="cpu", feature_cache_dir=str(tmp_path), **params)
+    return model.fit(split.train, items=items, users=users, item_text_cols=["title", "noise"], item_attr_cols=["genres"])
+
+
+def test_noise_block_is_turned_down_and_title_kept(cold_split, tmp_path_factory):
+    split, items, users = cold_split
+    model = fit(split, items, users, tmp_path_factory.mktemp("features"))
+    assert model.cold_block_weights_["text:noise"] < 1.0
+    assert model.cold_block_weights_["text:title"] > 0.0
+    assert model.cold_block_weights_["attributes"] == model.attribute_weight  # fixed blocks stay fixed
+    # Every trial is recorded, and the choice is the best of them.
+    assert len(model.block_weight_trials_) >= 4
+    best = max(model.block_weight_trials_.values())
+    chosen = ", ".join(f"{k}={v:g}" for k, v in sorted(model.cold_block_weights_.items()))
+    assert model.block_weight_trials_[chosen] == best
+
+
+def test_fixed_weights_are_not_tuned(cold_split, tmp_path_factory):
+    split, items, users = cold_split
+    model = fit(split, items, users, tmp_path_factory.mktemp("features"), block_weights={"text:noise": 1.0})
+    assert model.cold_block_weights_["text:noise"] == 1.0
+    assert not hasattr(model, "block_weight_trials_")  # one tunable block left: nothing to search
