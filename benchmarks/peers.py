@@ -37,18 +37,43 @@ def title_genre_embeddings(items: pd.DataFrame, item_ids, cache_dir: str) -> np.
     return out
 
 
+def content_blocks(items: pd.DataFrame, item_ids, *, text_cols: list[str], image_col: str | None,
+                   cache_dir: str) -> dict[str, np.ndarray]:
+    """Genre flags plus hybridrec's own text/image blocks (one embedding per column), in ``item_ids`` order.
+
+    Peers in the modality ablation get exactly the embeddings hybridrec gets.
+    """
+    from hybridrec.item_content import encode_item_content
+
+    content = encode_item_content(items, item_ids, text_cols=text_cols, image_col=image_col, cache_dir=cache_dir,
+                                  progress=False)
+    return {"genres": genre_flags(items, item_ids), **content.blocks}
+
+
 class RidgeContentEASE(EASERecommender):
     """EASE for warm items; a cold item's EASE column is predicted by ridge regression from its
     content ``[genre flags, MiniLM(title + genres)]`` fitted on warm items (the strongest
-    cold-start peer measured for MovieLens)."""
+    cold-start peer measured for MovieLens).
 
-    def __init__(self, *, l2: float = 250.0, content_l2: float = 3.0, cache_dir: str = "runs/feature-cache") -> None:
+    With ``text_cols`` / ``image_col`` set, the content vector is instead the genre flags plus one
+    block per embedding (hybridrec's blocks, unweighted), as in the modality ablation.
+    """
+
+    def __init__(self, *, l2: float = 250.0, content_l2: float = 3.0, cache_dir: str = "runs/feature-cache",
+                 text_cols: list[str] | None = None, image_col: str | None = None) -> None:
         super().__init__(l2=l2)
-        self.content_l2, self.cache_dir = content_l2, cache_dir
+        self.content_l2, self.cache_dir, self.text_cols, self.image_col = content_l2, cache_dir, text_cols, image_col
+
+    def _content(self, items) -> np.ndarray:
+        if self.text_cols is None and self.image_col is None:
+            return np.hstack([genre_flags(items, self.item_ids_), title_genre_embeddings(items, self.item_ids_, self.cache_dir)])
+        blocks = content_blocks(items, self.item_ids_, text_cols=self.text_cols or [], image_col=self.image_col,
+                                cache_dir=self.cache_dir)
+        return np.hstack(list(blocks.values()))
 
     def _fit(self, interactions, items, users) -> None:
         super()._fit(interactions, items, users)
-        content = np.hstack([genre_flags(items, self.item_ids_), title_genre_embeddings(items, self.item_ids_, self.cache_dir)])
+        content = self._content(items)
         counts = np.asarray((self.user_items_ > 0).sum(axis=0)).ravel()
         warm, cold = np.flatnonzero(counts > 0), np.flatnonzero(counts == 0)
         weights = self.item_weights_.numpy()
@@ -96,12 +121,19 @@ class ImplicitItemKNN(RecommenderBase):
 
 
 class LightFMWarp(RecommenderBase):
-    """LightFM with the WARP loss; item features = identity + genre flags (+ optional dense blocks)."""
+    """LightFM with the WARP loss; item features = identity + genre flags (+ optional dense blocks).
+
+    With ``text_cols`` / ``image_col`` set, each of hybridrec's embedding blocks is added as dense
+    item features, reduced to its top ``pca_dims`` principal components (LightFM's cost grows with
+    the non-zeros per item: the full 384/1280-d blocks take about ten minutes per fit).
+    """
 
     def __init__(self, *, components: int = 64, epochs: int = 30, seed: int = 0, dense_content: bool = False,
-                 cache_dir: str = "runs/feature-cache") -> None:
+                 cache_dir: str = "runs/feature-cache", text_cols: list[str] | None = None,
+                 image_col: str | None = None, pca_dims: int = 32) -> None:
         self.components, self.epochs, self.seed = components, epochs, seed
         self.dense_content, self.cache_dir = dense_content, cache_dir
+        self.text_cols, self.image_col, self.pca_dims = text_cols, image_col, pca_dims
 
     def _fit(self, interactions, items, users) -> None:
         from lightfm import LightFM
@@ -110,6 +142,12 @@ class LightFMWarp(RecommenderBase):
         blocks = [sp.identity(n_items, format="csr", dtype=np.float32), sp.csr_matrix(genre_flags(items, self.item_ids_))]
         if self.dense_content:
             blocks.append(sp.csr_matrix(title_genre_embeddings(items, self.item_ids_, self.cache_dir)))
+        if self.text_cols or self.image_col:
+            content = content_blocks(items, self.item_ids_, text_cols=self.text_cols or [], image_col=self.image_col,
+                                     cache_dir=self.cache_dir)
+            for name, block in content.items():
+                if name != "genres":
+                    blocks.append(sp.csr_matrix(principal_components(block, self.pca_dims)))
         self.item_features_ = sp.hstack(blocks).tocsr()
         model = LightFM(no_components=self.components, loss="warp", random_state=self.seed)
         model.fit(sp.coo_matrix((self.user_items_ > 0).astype(np.float32)), item_features=self.item_features_,
@@ -123,6 +161,39 @@ class LightFMWarp(RecommenderBase):
     def score_users(self, user_index: np.ndarray) -> torch.Tensor:
         users = self.user_embedding_[torch.from_numpy(np.asarray(user_index))]
         return users @ self.item_embedding_.T + self.item_bias_
+
+
+def principal_components(block: np.ndarray, dims: int) -> np.ndarray:
+    """``[n, dims]`` projection of the centred rows on their top principal directions, scaled to
+    unit mean row norm (absent, all-zero rows stay zero)."""
+    present = np.abs(block).sum(1) > 0
+    centred = np.where(present[:, None], block - block[present].mean(0), 0.0)
+    _, _, directions = np.linalg.svd(centred[present], full_matrices=False)
+    projected = centred @ directions[:dims].T
+    scale = np.linalg.norm(projected[present], axis=1).mean()
+    return (projected / max(scale, 1e-12)).astype(np.float32)
+
+
+class ContentKNN(RecommenderBase):
+    """Content k-nearest-neighbours: an item's score is its mean cosine similarity to the user's
+    history on the concatenated, per-block L2-normalised content (genres and embeddings)."""
+
+    def __init__(self, *, text_cols: list[str] | None = None, image_col: str | None = None,
+                 cache_dir: str = "runs/feature-cache") -> None:
+        self.text_cols, self.image_col, self.cache_dir = text_cols, image_col, cache_dir
+
+    def _fit(self, interactions, items, users) -> None:
+        blocks = content_blocks(items, self.item_ids_, text_cols=self.text_cols or [], image_col=self.image_col,
+                                cache_dir=self.cache_dir)
+        normalised = [b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12) for b in blocks.values()]
+        content = np.hstack(normalised)
+        content /= np.maximum(np.linalg.norm(content, axis=1, keepdims=True), 1e-12)
+        self.item_content_ = torch.from_numpy(content.astype(np.float32))
+
+    def score_users(self, user_index: np.ndarray) -> torch.Tensor:
+        history = torch.from_numpy((self.user_items_[np.asarray(user_index)] > 0).toarray().astype(np.float32))
+        profile = history @ self.item_content_ / history.sum(1, keepdim=True).clamp(min=1)
+        return profile @ self.item_content_.T
 
 
 class PyGLightGCN(RecommenderBase):

@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     content.add_argument("--text-weight", type=float, help="weight of the text block")
     content.add_argument("--image-weight", type=float, help="weight of the image block")
     content.add_argument("--attr-weight", type=float, help="weight of the attribute block")
+    content.add_argument("--colour-weight", type=float,
+                         help="weight of the photos' colour histograms (0 turns them off)")
     content.add_argument("--missing", choices=("impute", "zero"), default="impute",
                          help="an item without an image (or text): impute that block from its nearest items "
                               "(default) or leave it zero and re-weight the rest")
@@ -141,7 +143,8 @@ def _export_from_content(args: argparse.Namespace, options: dict):
         if args.image_col not in items.columns:
             raise HybridRecError(located(f"no image column {args.image_col!r}", file=args.items))
         image_paths = items[args.image_col].tolist()
-    weights = ContentWeights.from_overrides(text=args.text_weight, image=args.image_weight, attributes=args.attr_weight)
+    weights = ContentWeights.from_overrides(text=args.text_weight, image=args.image_weight, attributes=args.attr_weight,
+                                            colour=args.colour_weight)
     vectors = content_item_vectors(items, text_columns=_split_columns(args.text_cols),
                                    attribute_columns=_split_columns(args.attr_cols), image_paths=image_paths,
                                    item_id_column=args.item_id_col, weights=weights, missing=args.missing,

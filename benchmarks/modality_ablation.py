@@ -1,0 +1,159 @@
+"""Modality ablation on MovieLens-100K with TMDB overviews and posters: hybridrec and its peers,
+each given the same item content, on the warm and cold-item splits of ``model_vs_peers.py``.
+
+Content configurations: ids + genres; + title; + title + overview; + poster only (genres + poster);
++ title + overview + poster. Peers get the same genre flags and the same embeddings (one block per
+text column, the EfficientNet-Lite0 poster block): the ridge content->EASE map (lambda 3, cold
+items; its warm side is plain EASE), LightFM WARP (genres + each block's top 32 principal
+components as item features) and content kNN (cold items). Metrics are means over the seeds.
+
+    HYBRIDREC_DATA_DIR=../shared/data python benchmarks/modality_ablation.py --seeds 0 1 2 \\
+        --readme benchmarks/README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from data_builders.movielens import load_movielens_100k  # noqa: E402
+from evaluation.ease import EASERecommender  # noqa: E402
+from evaluation.protocol import EvaluationConfig, catalog_tables, dataset_summary, evaluate_model  # noqa: E402
+from evaluation.splitters import SplitConfig, make_split  # noqa: E402
+from hybridrec.atomic import write_text_atomic  # noqa: E402
+from hybridrec.recommender import HybridRecommender  # noqa: E402
+
+CONFIGS = {
+    "ids + genres": ([], None),
+    "+ title": (["title"], None),
+    "+ title + overview": (["title", "overview"], None),
+    "+ poster only": ([], "image_path"),
+    "+ title + overview + poster": (["title", "overview"], "image_path"),
+}
+USER_ATTRS = ["age", "gender", "occupation"]
+MARK_START, MARK_END = "<!-- modality-ablation:start -->", "<!-- modality-ablation:end -->"
+
+
+def methods(text_cols: list[str], image_col: str | None, cache_dir: str) -> dict:
+    """Name -> (factory(seed) -> model, fit kwargs, splits it runs on)."""
+    import peers
+
+    content = {"text_cols": text_cols, "image_col": image_col, "cache_dir": cache_dir}
+    hybrid_fit = {"item_text_cols": text_cols, "item_image_col": image_col, "item_attr_cols": ["genres"],
+                  "user_attr_cols": USER_ATTRS}
+    return {
+        "hybridrec": (lambda s: HybridRecommender(seed=s, progress=False, feature_cache_dir=cache_dir), hybrid_fit,
+                      ("warm", "cold-item")),
+        "ridge content->EASE": (lambda s: peers.RidgeContentEASE(**content), {}, ("cold-item",)),
+        "LightFM WARP": (lambda s: peers.LightFMWarp(seed=s, **content), {}, ("warm", "cold-item")),
+        "content kNN": (lambda s: peers.ContentKNN(**content), {}, ("cold-item",)),
+    }
+
+
+def run(seeds: list[int], configs: list[str], selected: list[str] | None, data_dir: str | None,
+        cache_dir: str) -> pd.DataFrame:
+    dataset = load_movielens_100k(data_dir)
+    if "overview" not in dataset.items:
+        raise SystemExit("ml-100k-tmdb/ (overviews and posters) was not found beside ml-100k/")
+    provenance = dataset_summary(dataset.interactions, dataset.name)
+    config = EvaluationConfig(ks=(10, 20))
+    rows = []
+    for seed in seeds:
+        splits = {
+            "warm": make_split(dataset.interactions, SplitConfig(kind="random", test_ratio=0.2, seed=seed,
+                                                                 min_rating=4.0, min_positives=5)),
+            "cold-item": make_split(dataset.interactions, SplitConfig(kind="cold-item", cold_share=0.2,
+                                                                      test_ratio=0.0, seed=seed, min_rating=4.0,
+                                                                      min_positives=5)),
+        }
+        runs = [("(no content)", "EASE (lambda 250)", lambda s: EASERecommender(l2=250.0), {}, ("warm",))]
+        for config_name in configs:
+            text_cols, image_col = CONFIGS[config_name]
+            for name, (factory, fit_kwargs, split_names) in methods(text_cols, image_col, cache_dir).items():
+                runs.append((config_name, name, factory, fit_kwargs, split_names))
+        for config_name, name, factory, fit_kwargs, split_names in runs:
+            if selected and name not in selected and config_name != "(no content)":
+                continue
+            for split_name in split_names:
+                split = splits[split_name]
+                items, users = catalog_tables(split, dataset.items, dataset.users)
+                try:
+                    model = factory(seed)
+                    started = time.perf_counter()
+                    model.fit(split.train, items=items, users=users, **fit_kwargs)
+                except ImportError as err:
+                    logging.warning("%s skipped: %s", name, err)
+                    break
+                fit_seconds = time.perf_counter() - started
+                segment = "warm" if split_name == "warm" else "cold_item"
+                metrics = evaluate_model(model, split, dataset=provenance, config=config).segments[segment]
+                chosen = getattr(model, "cold_block_weights_", None)
+                rows.append({"split": split_name, "content": config_name, "method": name, "seed": seed,
+                             "recall@20": metrics["recall@20"], "ndcg@20": metrics["ndcg@20"],
+                             "precision@10": metrics["precision@10"], "fit_s": fit_seconds,
+                             "block_weights": "" if chosen is None else str(chosen)})
+                print(f"seed {seed} {split_name:9s} {config_name:28s} {name:20s} recall@20 {metrics['recall@20']:.4f} "
+                      f"ndcg@20 {metrics['ndcg@20']:.4f} P@10 {metrics['precision@10']:.4f} fit {fit_seconds:6.1f} s"
+                      + (f" cold block weights {chosen}" if chosen else ""), flush=True)
+    return pd.DataFrame(rows)
+
+
+def to_markdown(results: pd.DataFrame) -> str:
+    """One table: mean over seeds per (split, content, method), in run order."""
+    summary = (results.groupby(["split", "content", "method"], sort=False)
+               .agg(recall=("recall@20", "mean"), ndcg=("ndcg@20", "mean"), precision=("precision@10", "mean"),
+                    fit=("fit_s", "mean"), seeds=("seed", "nunique"))
+               .reset_index())
+    summary["order"] = summary["split"].map({"warm": 0, "cold-item": 1})
+    summary = summary.sort_values("order", kind="stable")
+    lines = ["| split | content | method | recall@20 | NDCG@20 | P@10 | fit s | seeds |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for row in summary.itertuples(index=False):
+        lines.append(f"| {row.split} | {row.content} | {row.method} | {row.recall:.4f} | {row.ndcg:.4f} | "
+                     f"{row.precision:.4f} | {row.fit:.1f} | {row.seeds} |")
+    return "\n".join(lines)
+
+
+def write_into_readme(readme: Path, table: str) -> None:
+    """Replace the text between the ablation markers of ``readme`` (appended when absent)."""
+    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
+    block = f"{MARK_START}\n{table}\n{MARK_END}"
+    if MARK_START in text and MARK_END in text:
+        head, rest = text.split(MARK_START, 1)
+        text = head + block + rest.split(MARK_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    write_text_atomic(readme, text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--methods", nargs="+", help="subset of method names (default: all)")
+    parser.add_argument("--data-dir", default=os.environ.get("HYBRIDREC_DATA_DIR"))
+    parser.add_argument("--cache-dir", default="runs/feature-cache")
+    parser.add_argument("--csv", help="also write per-seed rows to this CSV")
+    parser.add_argument("--readme", help="write the table between the ablation markers of this Markdown file")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    results = run(args.seeds, args.configs, args.methods, args.data_dir, args.cache_dir)
+    table = to_markdown(results)
+    print()
+    print(table)
+    if args.csv:
+        results.to_csv(args.csv, index=False)
+    if args.readme:
+        write_into_readme(Path(args.readme), table)
+
+
+if __name__ == "__main__":
+    main()
