@@ -8,7 +8,7 @@ items; its warm side is plain EASE), LightFM WARP (genres + each block's top 32 
 components as item features) and content kNN (cold items). Metrics are means over the seeds.
 
     HYBRIDREC_DATA_DIR=../shared/data python benchmarks/modality_ablation.py --seeds 0 1 2 \\
-        --readme benchmarks/README.md
+        --csv runs/ablation.csv --readme benchmarks/README.md
 """
 
 from __future__ import annotations
@@ -142,10 +142,17 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("HYBRIDREC_DATA_DIR"))
     parser.add_argument("--cache-dir", default="runs/feature-cache")
     parser.add_argument("--csv", help="also write per-seed rows to this CSV")
+    parser.add_argument("--from-csv", nargs="+", metavar="CSV",
+                        help="build the table from earlier --csv files instead of running (later files replace "
+                             "rows of the same split, content, method and seed)")
     parser.add_argument("--readme", help="write the table between the ablation markers of this Markdown file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    results = run(args.seeds, args.configs, args.methods, args.data_dir, args.cache_dir)
+    if args.from_csv:
+        results = pd.concat([pd.read_csv(path, keep_default_na=False) for path in args.from_csv], ignore_index=True)
+        results = results.drop_duplicates(["split", "content", "method", "seed"], keep="last")
+    else:
+        results = run(args.seeds, args.configs, args.methods, args.data_dir, args.cache_dir)
     table = to_markdown(results)
     print()
     print(table)

@@ -79,6 +79,8 @@ class HybridRecommender(RecommenderBase):
         dim, num_layers, epochs, batch_size, lr, weight_decay, temperature, id_dropout,
         attribute_edge_weight, eval_every, patience: GNN training (see :class:`training.config.TrainConfig`).
         ease_l2, ease_item_power, ease_user_power: the EASE head (see :func:`hybridrec.models.ease.fit_ease`).
+        tune_ease_l2: choose the EASE ridge strength among ``ease_l2 x {0.5, 1, 2, 4}`` by recall@20
+            on the validation hold-out (catalogs up to 5,000 items), then refit on everything.
         content_l2: ridge strength of the content -> EASE-column map.
         content_direct_l2: ridge strength of the reconstruction-objective map.
         attribute_weight: weight of the attribute-flag block in the content vector.
@@ -105,7 +107,8 @@ class HybridRecommender(RecommenderBase):
     def __init__(self, *, dim: int = 64, num_layers: int = 2, epochs: int = 60, batch_size: int = 256,
                  lr: float = 5e-3, weight_decay: float = 0.0, temperature: float = 0.2, id_dropout: float = 0.2,
                  attribute_edge_weight: float = 1.0, eval_every: int = 5, patience: int = 3,
-                 ease_l2: float = 250.0, ease_item_power: float = 0.25, ease_user_power: float = 0.25,
+                 ease_l2: float = 250.0, tune_ease_l2: bool = True, ease_item_power: float = 0.25,
+                 ease_user_power: float = 0.25,
                  content_l2: float = 3.0, content_direct_l2: float = 1e4, attribute_weight: float = 0.25,
                  block_weights: dict | None = None, tune_block_weights: bool = True,
                  block_validation_share: float = 0.15, gnn_weight: float = 1.5, cold_gnn_weight: float = 0.0,
@@ -122,6 +125,7 @@ class HybridRecommender(RecommenderBase):
         self.content_l2, self.content_direct_l2, self.attribute_weight = content_l2, content_direct_l2, attribute_weight
         self.block_weights, self.gnn_weight, self.popularity_weight = block_weights, gnn_weight, popularity_weight
         self.cold_gnn_weight = cold_gnn_weight
+        self.tune_ease_l2 = tune_ease_l2
         self.tune_block_weights, self.block_validation_share = tune_block_weights, block_validation_share
         self.validation_share, self.max_ease_items = validation_share, max_ease_items
         self.use_cf, self.use_gnn = use_cf, use_gnn
@@ -195,7 +199,8 @@ class HybridRecommender(RecommenderBase):
         if not self.use_cf:
             pass
         elif len(self.item_ids_) <= self.max_ease_items:
-            weights = fit_ease(binary, self.ease_l2, self.ease_item_power, self.ease_user_power)
+            self.ease_l2_ = self._select_ease_l2(binary)
+            weights = fit_ease(binary, self.ease_l2_, self.ease_item_power, self.ease_user_power)
             if len(cold) and content.blocks:
                 self.cold_block_weights_ = self._select_block_weights(binary, content, warm)
                 weights[:, cold] = self._cold_columns(binary, weights, content, warm, cold, self.cold_block_weights_)
@@ -213,6 +218,28 @@ class HybridRecommender(RecommenderBase):
         timings["fit_seconds"] = time.perf_counter() - started
         self.fit_timings_ = timings
         logger.info("fit done: %s", {k: round(v, 2) for k, v in timings.items()})
+
+    def _select_ease_l2(self, binary: sp.csr_matrix) -> float:
+        """``ease_l2`` scaled by the factor in {0.5, 1, 2, 4} with the best validation recall@20."""
+        train, valid = self._validation_holdout(binary)
+        if not self.tune_ease_l2 or valid is None or valid.nnz == 0 or binary.shape[1] > 5000:
+            return float(self.ease_l2)
+        users = np.flatnonzero(np.diff(valid.indptr) > 0)
+        history, truth = train[users], valid[users].toarray() > 0
+        k = min(20, binary.shape[1])
+        seen = history.toarray() > 0
+        results = {}
+        for factor in (0.5, 1.0, 2.0, 4.0):
+            l2 = float(self.ease_l2) * factor
+            scores = np.asarray(history @ fit_ease(train, l2, self.ease_item_power, self.ease_user_power))
+            scores[seen] = -np.inf
+            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            hits = np.take_along_axis(truth, top, axis=1).sum(1)
+            results[l2] = float(np.mean(hits / np.minimum(truth.sum(1), k)))
+        best = max(results, key=results.get)
+        logger.info("EASE l2 %g (validation recall@%d: %s)", best, k, {l: round(r, 4) for l, r in results.items()})
+        self.ease_l2_trials_ = results
+        return best
 
     def _select_block_weights(self, binary: sp.csr_matrix, content: ItemContent, warm: np.ndarray) -> dict:
         """Block weights for the cold-item content vector, chosen on a pseudo-cold validation.
@@ -241,7 +268,7 @@ class HybridRecommender(RecommenderBase):
         truth = sp.csr_matrix(binary[:, hidden])
         users = np.flatnonzero((np.diff(truth.indptr) > 0) & (np.diff(visible.indptr) > 0))
         truth, history = truth[users], visible[users]
-        weights = fit_ease(visible, self.ease_l2, self.ease_item_power, self.ease_user_power)
+        weights = fit_ease(visible, self.ease_l2_, self.ease_item_power, self.ease_user_power)
         k = min(20, n_hidden)
 
         def recall(block_weights: dict) -> float:

@@ -1,4 +1,5 @@
-"""Cold-item block weights are chosen on a pseudo-cold validation, so a useless modality is turned down."""
+"""Choices made on validation data inside ``fit``: the EASE ridge strength (validation hold-out) and
+the cold-item block weights (pseudo-cold items), so a useless modality is turned down."""
 
 from __future__ import annotations
 
@@ -45,3 +46,16 @@ def test_fixed_weights_are_not_tuned(cold_split, tmp_path_factory):
     model = fit(split, items, users, tmp_path_factory.mktemp("features"), block_weights={"text:noise": 1.0})
     assert model.cold_block_weights_["text:noise"] == 1.0
     assert not hasattr(model, "block_weight_trials_")  # one tunable block left: nothing to search
+
+
+def test_ease_l2_is_the_validation_best(cold_split, tmp_path_factory):
+    split, items, users = cold_split
+    model = fit(split, items, users, tmp_path_factory.mktemp("features"), block_weights={"text:noise": 0.0})
+    trials = model.ease_l2_trials_
+    assert sorted(trials) == [125.0, 250.0, 500.0, 1000.0]
+    assert model.ease_l2_ == max(trials, key=trials.get)
+    assert len(set(round(v, 6) for v in trials.values())) > 1  # the strength matters on real data
+    fixed = HybridRecommender(use_gnn=False, tune_ease_l2=False, progress=False, device="cpu",
+                              feature_cache_dir=str(tmp_path_factory.mktemp("features")))
+    fixed.fit(split.train, items=items, users=users, item_text_cols=["title"], item_attr_cols=["genres"])
+    assert fixed.ease_l2_ == fixed.ease_l2 and not hasattr(fixed, "ease_l2_trials_")
