@@ -156,8 +156,17 @@ class TextCheckpoint:
     def model(self) -> torch.nn.Module:
         """The transformer (without a task head), in eval mode on the CPU."""
         from transformers import AutoModel
+        from transformers.utils import logging as transformers_logging
 
-        return self._load(AutoModel, "model").eval()
+        # transformers draws a per-tensor "Loading weights" bar for a local file that loads in
+        # milliseconds; our own bars report the work that takes time.
+        was_enabled = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()
+        try:
+            return self._load(AutoModel, "model").eval()
+        finally:
+            if was_enabled:
+                transformers_logging.enable_progress_bar()
 
     def weights_file(self) -> Path:
         """The weight file (first shard when sharded) on this machine.
