@@ -40,6 +40,13 @@ from hybridrec.recommender_base import RecommenderBase, ranked_top_k, top_k_fram
 logger = logging.getLogger(__name__)
 
 
+def _recall_at(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """Mean recall@k of ``scores`` ``[users, items]`` against boolean ``truth`` of the same shape."""
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    hits = np.take_along_axis(truth, top, axis=1).sum(1)
+    return float(np.mean(hits / np.minimum(truth.sum(1), k)))
+
+
 def _trial_key(weights: dict) -> str:
     """A readable, order-stable key for a block-weight trial."""
     return ", ".join(f"{name}={value:g}" for name, value in sorted(weights.items()))
@@ -233,9 +240,7 @@ class HybridRecommender(RecommenderBase):
             l2 = float(self.ease_l2) * factor
             scores = np.asarray(history @ fit_ease(train, l2, self.ease_item_power, self.ease_user_power))
             scores[seen] = -np.inf
-            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            hits = np.take_along_axis(truth, top, axis=1).sum(1)
-            results[l2] = float(np.mean(hits / np.minimum(truth.sum(1), k)))
+            results[l2] = _recall_at(scores, truth, k)
         best = max(results, key=results.get)
         logger.info("EASE l2 %g (validation recall@%d: %s)", best, k, {l: round(r, 4) for l, r in results.items()})
         self.ease_l2_trials_ = results
@@ -267,16 +272,13 @@ class HybridRecommender(RecommenderBase):
         visible.eliminate_zeros()
         truth = sp.csr_matrix(binary[:, hidden])
         users = np.flatnonzero((np.diff(truth.indptr) > 0) & (np.diff(visible.indptr) > 0))
-        truth, history = truth[users], visible[users]
+        truth, history = truth[users].toarray() > 0, visible[users]
         weights = fit_ease(visible, self.ease_l2_, self.ease_item_power, self.ease_user_power)
         k = min(20, n_hidden)
 
         def recall(block_weights: dict) -> float:
             columns = self._cold_columns(visible, weights, content, kept, hidden, block_weights)
-            scores = np.asarray(history @ columns)
-            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            hits = np.take_along_axis(truth.toarray(), top, axis=1).sum(1)
-            return float(np.mean(hits / np.minimum(np.diff(truth.indptr), k)))
+            return _recall_at(np.asarray(history @ columns), truth, k)
 
         best = recall(chosen)
         trials = {_trial_key(chosen): best}

@@ -23,14 +23,19 @@ def cold_split(movielens):
     return split, items, users
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("features")  # one feature cache: each text column is encoded once
+
+
 def fit(split, items, users, tmp_path, **params):
     model = HybridRecommender(use_gnn=False, progress=False, device="cpu", feature_cache_dir=str(tmp_path), **params)
     return model.fit(split.train, items=items, users=users, item_text_cols=["title", "noise"], item_attr_cols=["genres"])
 
 
-def test_noise_block_is_turned_down_and_title_kept(cold_split, tmp_path_factory):
+def test_noise_block_is_turned_down_and_title_kept(cold_split, cache):
     split, items, users = cold_split
-    model = fit(split, items, users, tmp_path_factory.mktemp("features"))
+    model = fit(split, items, users, cache)
     assert model.cold_block_weights_["text:noise"] < 1.0
     assert model.cold_block_weights_["text:title"] > 0.0
     assert model.cold_block_weights_["attributes"] == model.attribute_weight  # fixed blocks stay fixed
@@ -41,21 +46,21 @@ def test_noise_block_is_turned_down_and_title_kept(cold_split, tmp_path_factory)
     assert model.block_weight_trials_[chosen] == best
 
 
-def test_fixed_weights_are_not_tuned(cold_split, tmp_path_factory):
+def test_fixed_weights_are_not_tuned(cold_split, cache):
     split, items, users = cold_split
-    model = fit(split, items, users, tmp_path_factory.mktemp("features"), block_weights={"text:noise": 1.0})
+    model = fit(split, items, users, cache, block_weights={"text:noise": 1.0})
     assert model.cold_block_weights_["text:noise"] == 1.0
     assert not hasattr(model, "block_weight_trials_")  # one tunable block left: nothing to search
 
 
-def test_ease_l2_is_the_validation_best(cold_split, tmp_path_factory):
+def test_ease_l2_is_the_validation_best(cold_split, cache):
     split, items, users = cold_split
-    model = fit(split, items, users, tmp_path_factory.mktemp("features"), block_weights={"text:noise": 0.0})
+    model = fit(split, items, users, cache, block_weights={"text:noise": 0.0})
     trials = model.ease_l2_trials_
     assert sorted(trials) == [125.0, 250.0, 500.0, 1000.0]
     assert model.ease_l2_ == max(trials, key=trials.get)
     assert len(set(round(v, 6) for v in trials.values())) > 1  # the strength matters on real data
     fixed = HybridRecommender(use_gnn=False, tune_ease_l2=False, progress=False, device="cpu",
-                              feature_cache_dir=str(tmp_path_factory.mktemp("features")))
+                              feature_cache_dir=str(cache))
     fixed.fit(split.train, items=items, users=users, item_text_cols=["title"], item_attr_cols=["genres"])
     assert fixed.ease_l2_ == fixed.ease_l2 and not hasattr(fixed, "ease_l2_trials_")
