@@ -20,9 +20,9 @@ RUN_DIR := runs/movielens-100k
 # split of the positives (rating >= 4), then a model trained on all positives, saved.
 demo: install
 	$(PYTHON) -m hybridrec.cli build-graph --dataset movielens-100k --json $(RUN_DIR)/graph_summary.json --out $(RUN_DIR)/graph
-	$(PYTHON) -m hybridrec.cli evaluate --dataset movielens-100k --hybrid --baseline ease popularity --text-cols title \
+	$(PYTHON) -m hybridrec.cli evaluate --dataset movielens-100k --hybrid --baseline ease popularity \
 		--min-rating 4 --k 10 20 --json $(RUN_DIR)/evaluation.json --report $(RUN_DIR)/report
-	$(PYTHON) -m hybridrec.cli train --dataset movielens-100k --text-cols title --min-rating 4 --out $(RUN_DIR)/model
+	$(PYTHON) -m hybridrec.cli train --dataset movielens-100k --min-rating 4 --out $(RUN_DIR)/model
 
 test: install
 	$(PYTHON) -m pytest -q tests

@@ -107,13 +107,18 @@ def run(seeds: list[int], configs: list[str], selected: list[str] | None, data_d
 
 
 def to_markdown(results: pd.DataFrame) -> str:
-    """One table: mean over seeds per (split, content, method), in run order."""
+    """One table: mean over seeds per (split, content, method), warm first, configurations in order."""
     summary = (results.groupby(["split", "content", "method"], sort=False)
                .agg(recall=("recall@20", "mean"), ndcg=("ndcg@20", "mean"), precision=("precision@10", "mean"),
                     fit=("fit_s", "mean"), seeds=("seed", "nunique"))
                .reset_index())
-    summary["order"] = summary["split"].map({"warm": 0, "cold-item": 1})
-    summary = summary.sort_values("order", kind="stable")
+    content_order = {name: rank for rank, name in enumerate(["(no content)", *CONFIGS])}
+    method_order = {name: rank for rank, name in enumerate(["EASE (lambda 250)", "hybridrec", "ridge content->EASE",
+                                                            "LightFM WARP", "content kNN"])}
+    summary = summary.assign(split_rank=summary["split"].map({"warm": 0, "cold-item": 1}),
+                             content_rank=summary["content"].map(content_order),
+                             method_rank=summary["method"].map(method_order))
+    summary = summary.sort_values(["split_rank", "content_rank", "method_rank"], kind="stable")
     lines = ["| split | content | method | recall@20 | NDCG@20 | P@10 | fit s | seeds |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in summary.itertuples(index=False):
