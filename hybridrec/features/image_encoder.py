@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 from data_builders.errors import HybridRecError
 from hybridrec.device import resolve_device
-from hybridrec.features.text_encoder import host_reachable, sha256_file
+from hybridrec.features.weight_files import host_reachable, sha256_file
 
 logger = logging.getLogger(__name__)
 

