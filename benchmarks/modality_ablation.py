@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data_builders.movielens import load_movielens_100k  # noqa: E402
 from evaluation.ease import EASERecommender  # noqa: E402
 from evaluation.protocol import EvaluationConfig, catalog_tables, dataset_summary, evaluate_model  # noqa: E402
-from evaluation.splitters import SplitConfig, make_split  # noqa: E402
 from hybridrec.atomic import write_text_atomic  # noqa: E402
 from hybridrec.recommender import HybridRecommender  # noqa: E402
+from model_vs_peers import protocol_splits  # noqa: E402
 
 CONFIGS = {
     "ids + genres": ([], None),
@@ -67,13 +67,7 @@ def run(seeds: list[int], configs: list[str], selected: list[str] | None, data_d
     config = EvaluationConfig(ks=(10, 20))
     rows = []
     for seed in seeds:
-        splits = {
-            "warm": make_split(dataset.interactions, SplitConfig(kind="random", test_ratio=0.2, seed=seed,
-                                                                 min_rating=4.0, min_positives=5)),
-            "cold-item": make_split(dataset.interactions, SplitConfig(kind="cold-item", cold_share=0.2,
-                                                                      test_ratio=0.0, seed=seed, min_rating=4.0,
-                                                                      min_positives=5)),
-        }
+        splits = protocol_splits(dataset.interactions, seed)
         runs = [("(no content)", "EASE (lambda 250)", lambda s: EASERecommender(l2=250.0), {}, ("warm",))]
         for config_name in configs:
             text_cols, image_col = CONFIGS[config_name]

@@ -55,6 +55,17 @@ def methods(cache_dir: str) -> dict:
     }
 
 
+def protocol_splits(interactions: pd.DataFrame, seed: int) -> dict:
+    """The issue's two splits of the positives (rating >= 4, users with >= 5): ``"warm"`` (random
+    80/20 per user) and ``"cold-item"`` (20% of the items hidden with all their rows)."""
+    return {
+        "warm": make_split(interactions, SplitConfig(kind="random", test_ratio=0.2, seed=seed, min_rating=4.0,
+                                                     min_positives=5)),
+        "cold-item": make_split(interactions, SplitConfig(kind="cold-item", cold_share=0.2, test_ratio=0.0, seed=seed,
+                                                          min_rating=4.0, min_positives=5)),
+    }
+
+
 class PeakMemory:
     """Samples this process's resident memory in a thread; ``peak_mb`` is the rise over the start."""
 
@@ -93,12 +104,7 @@ def run(seeds: list[int], selected: list[str] | None, data_dir: str | None, cach
         if name not in table:
             raise SystemExit(f"unknown method {name!r}; choose from {list(table)}")
     for seed in seeds:
-        splits = {
-            "warm": make_split(dataset.interactions, SplitConfig(kind="random", test_ratio=0.2, seed=seed,
-                                                                 min_rating=4.0, min_positives=5)),
-            "cold-item": make_split(dataset.interactions, SplitConfig(kind="cold-item", cold_share=0.2, test_ratio=0.0,
-                                                                      seed=seed, min_rating=4.0, min_positives=5)),
-        }
+        splits = protocol_splits(dataset.interactions, seed)
         for name, (factory, fit_kwargs, split_names) in table.items():
             if selected and name not in selected:
                 continue
