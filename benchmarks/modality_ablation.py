@@ -17,7 +17,6 @@ import argparse
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -26,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data_builders.movielens import load_movielens_100k  # noqa: E402
 from evaluation.ease import EASERecommender  # noqa: E402
-from evaluation.protocol import EvaluationConfig, catalog_tables, dataset_summary, evaluate_model  # noqa: E402
+from evaluation.protocol import EvaluationConfig, dataset_summary  # noqa: E402
 from hybridrec.atomic import write_text_atomic  # noqa: E402
 from hybridrec.recommender import HybridRecommender  # noqa: E402
-from model_vs_peers import protocol_splits  # noqa: E402
+from model_vs_peers import fit_and_score, protocol_splits  # noqa: E402
 
 CONFIGS = {
     "ids + genres": ([], None),
@@ -77,18 +76,11 @@ def run(seeds: list[int], configs: list[str], selected: list[str] | None, data_d
             if selected and name not in selected and config_name != "(no content)":
                 continue
             for split_name in split_names:
-                split = splits[split_name]
-                items, users = catalog_tables(split, dataset.items, dataset.users)
-                try:
-                    model = factory(seed)
-                    started = time.perf_counter()
-                    model.fit(split.train, items=items, users=users, **fit_kwargs)
-                except ImportError as err:
-                    logging.warning("%s skipped: %s", name, err)
+                measured = fit_and_score(factory, seed, splits[split_name], split_name, dataset, provenance, config,
+                                         fit_kwargs)
+                if measured is None:
                     break
-                fit_seconds = time.perf_counter() - started
-                segment = "warm" if split_name == "warm" else "cold_item"
-                metrics = evaluate_model(model, split, dataset=provenance, config=config).segments[segment]
+                model, metrics, fit_seconds, _ = measured
                 chosen = getattr(model, "cold_block_weights_", None)
                 rows.append({"split": split_name, "content": config_name, "method": name, "seed": seed,
                              "recall@20": metrics["recall@20"], "ndcg@20": metrics["ndcg@20"],

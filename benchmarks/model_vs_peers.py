@@ -94,6 +94,27 @@ class PeakMemory:
         return (self.peak - self.start) / 2**20
 
 
+def fit_and_score(factory, seed: int, split, split_name: str, dataset, provenance: dict,
+                  config: EvaluationConfig, fit_kwargs: dict) -> tuple | None:
+    """Fit ``factory(seed)`` on one protocol split and score its segment (``warm`` or ``cold_item``).
+
+    Returns:
+        ``(model, segment metrics, fit seconds, peak MB)``, or None when the model's package is missing.
+    """
+    items, users = catalog_tables(split, dataset.items, dataset.users)
+    try:
+        model = factory(seed)
+        started = time.perf_counter()
+        with PeakMemory() as memory:
+            model.fit(split.train, items=items, users=users, **fit_kwargs)
+    except ImportError as err:
+        logging.warning("skipped, a package is missing: %s", err)
+        return None
+    fit_seconds = time.perf_counter() - started
+    result = evaluate_model(model, split, dataset=provenance, config=config, fit_seconds=fit_seconds)
+    return model, result.segments["warm" if split_name == "warm" else "cold_item"], fit_seconds, memory.peak_mb
+
+
 def run(seeds: list[int], selected: list[str] | None, data_dir: str | None, cache_dir: str) -> pd.DataFrame:
     dataset = load_movielens_100k(data_dir)
     provenance = dataset_summary(dataset.interactions, dataset.name)
@@ -109,31 +130,18 @@ def run(seeds: list[int], selected: list[str] | None, data_dir: str | None, cach
             if selected and name not in selected:
                 continue
             for split_name in split_names:
-                split = splits[split_name]
-                items, users = catalog_tables(split, dataset.items, dataset.users)
-                try:
-                    model = factory(seed)
-                except ImportError as err:
-                    logging.warning("%s skipped: %s", name, err)
+                measured = fit_and_score(factory, seed, splits[split_name], split_name, dataset, provenance, config,
+                                         fit_kwargs)
+                if measured is None:
                     break
-                started = time.perf_counter()
-                try:
-                    with PeakMemory() as memory:
-                        model.fit(split.train, items=items, users=users, **fit_kwargs)
-                except ImportError as err:
-                    logging.warning("%s skipped: %s", name, err)
-                    break
-                fit_seconds = time.perf_counter() - started
-                result = evaluate_model(model, split, dataset=provenance, config=config, fit_seconds=fit_seconds)
-                segment = "warm" if split_name == "warm" else "cold_item"
-                metrics = result.segments[segment]
+                model, metrics, fit_seconds, peak_mb = measured
                 rows.append({"method": name, "split": split_name, "seed": seed,
                              "recall@20": metrics["recall@20"], "ndcg@20": metrics["ndcg@20"],
                              "precision@10": metrics["precision@10"], "fit_s": fit_seconds,
-                             "peak_mb": memory.peak_mb, "users": metrics["n_users"]})
+                             "peak_mb": peak_mb, "users": metrics["n_users"]})
                 print(f"seed {seed} {split_name:9s} {name:38s} recall@20 {metrics['recall@20']:.4f} "
                       f"ndcg@20 {metrics['ndcg@20']:.4f} P@10 {metrics['precision@10']:.4f} "
-                      f"fit {fit_seconds:6.1f} s peak +{memory.peak_mb:6.0f} MB", flush=True)
+                      f"fit {fit_seconds:6.1f} s peak +{peak_mb:6.0f} MB", flush=True)
     return pd.DataFrame(rows)
 
 
