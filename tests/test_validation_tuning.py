@@ -64,3 +64,22 @@ def test_ease_l2_is_the_validation_best(cold_split, cache):
                               feature_cache_dir=str(cache))
     fixed.fit(split.train, items=items, users=users, item_text_cols=["title"], item_attr_cols=["genres"])
     assert fixed.ease_l2_ == fixed.ease_l2 and not hasattr(fixed, "ease_l2_trials_")
+
+
+def test_content_map_targets_a_sharper_ease_and_touches_only_cold_columns(cold_split, cache):
+    split, items, users = cold_split
+    params = {"block_weights": {"text:noise": 0.0}, "tune_ease_l2": False, "tune_block_weights": False}
+    sharp = fit(split, items, users, cache, **params)
+    plain = fit(split, items, users, cache, content_target_l2_factor=1.0, **params)
+    binary = sharp.user_items_.copy()
+    binary.data[:] = 1.0
+    assert np.array_equal(plain._content_targets(binary, plain.item_weights_.numpy()), plain.item_weights_.numpy())
+    cold = np.flatnonzero(np.asarray(binary.sum(axis=0)).ravel() == 0)
+    warm = np.setdiff1d(np.arange(binary.shape[1]), cold)
+    assert len(cold) > 100
+    # Warm columns are the same EASE head; only the content-predicted cold columns change.
+    assert np.array_equal(sharp.item_weights_[:, warm].numpy(), plain.item_weights_[:, warm].numpy())
+    sharp_cold, plain_cold = sharp.item_weights_[:, cold].numpy(), plain.item_weights_[:, cold].numpy()
+    assert np.isfinite(sharp_cold).all() and not np.allclose(sharp_cold, plain_cold, atol=1e-4)
+    # Both still rank cold items for users by their content: strongly correlated, not identical.
+    assert 0.5 < np.corrcoef(sharp_cold.ravel(), plain_cold.ravel())[0, 1] < 0.9999
