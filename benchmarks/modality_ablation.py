@@ -1,11 +1,12 @@
 """Modality ablation on MovieLens-100K with TMDB overviews and posters: hybridrec and its peers,
 each given the same item content, on the warm and cold-item splits of ``model_vs_peers.py``.
 
-Content configurations: ids + genres; + title; + title + overview; + poster only (genres + poster);
-+ title + overview + poster. Peers get the same genre flags and the same embeddings (one block per
-text column, the EfficientNet-Lite0 poster block): the ridge content->EASE map (lambda 3, cold
-items; its warm side is plain EASE), LightFM WARP (genres + each block's top 32 principal
-components as item features) and content kNN (cold items). Metrics are means over the seeds.
+Content configurations: ids + genres + year (release-year quantile buckets); + title; + title +
+overview; + poster only (genres + year + poster); + title + overview + poster. Peers get the same
+genre flags, year buckets and embeddings (one block per text column, the EfficientNet-Lite0 poster
+block): the ridge content->EASE map (lambda 3, cold items; its warm side is plain EASE), LightFM
+WARP (genres, year and each block's top 32 principal components as item features) and content kNN
+(cold items). Metrics are means over the seeds.
 
     HYBRIDREC_DATA_DIR=../shared/data python benchmarks/modality_ablation.py --seeds 0 1 2 \\
         --csv runs/ablation.csv --readme benchmarks/README.md
@@ -31,7 +32,7 @@ from hybridrec.recommender import HybridRecommender  # noqa: E402
 from model_vs_peers import fit_and_score, protocol_splits  # noqa: E402
 
 CONFIGS = {
-    "ids + genres": ([], None),
+    "ids + genres + year": ([], None),
     "+ title": (["title"], None),
     "+ title + overview": (["title", "overview"], None),
     "+ poster only": ([], "image_path"),
@@ -46,7 +47,7 @@ def methods(text_cols: list[str], image_col: str | None, cache_dir: str) -> dict
     import peers
 
     content = {"text_cols": text_cols, "image_col": image_col, "cache_dir": cache_dir}
-    hybrid_fit = {"item_text_cols": text_cols, "item_image_col": image_col, "item_attr_cols": ["genres"],
+    hybrid_fit = {"item_text_cols": text_cols, "item_image_col": image_col, "item_attr_cols": ["genres", "year"],
                   "user_attr_cols": USER_ATTRS}
     return {
         "hybridrec": (lambda s: HybridRecommender(seed=s, progress=False, feature_cache_dir=cache_dir), hybrid_fit,

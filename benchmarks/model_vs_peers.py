@@ -32,7 +32,7 @@ from evaluation.protocol import EvaluationConfig, catalog_tables, dataset_summar
 from evaluation.splitters import SplitConfig, make_split  # noqa: E402
 from hybridrec.recommender import HybridRecommender  # noqa: E402
 
-HYBRID_FIT = {"item_text_cols": ["title", "overview"], "item_attr_cols": ["genres"], "user_attr_cols": ["age", "gender", "occupation"]}
+HYBRID_FIT = {"item_text_cols": ["title", "overview"], "item_attr_cols": ["genres", "year"], "user_attr_cols": ["age", "gender", "occupation"]}
 
 
 def methods(cache_dir: str) -> dict:

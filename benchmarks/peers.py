@@ -27,6 +27,17 @@ def genre_flags(items: pd.DataFrame, item_ids) -> np.ndarray:
     return flags
 
 
+def year_flags(items: pd.DataFrame, item_ids, buckets: int = 5) -> np.ndarray:
+    """``[n_items, n_buckets]`` one-hot release-year quantile buckets in ``item_ids`` order, the same
+    buckets hybridrec's graph builds for a numeric attribute (no year: all zeros)."""
+    years = pd.to_numeric(items["year"], errors="coerce")
+    present = years.notna().to_numpy()
+    codes = pd.qcut(years[present], q=buckets, duplicates="drop", labels=False).to_numpy().astype(int)
+    flags = np.zeros((len(item_ids), codes.max() + 1), dtype=np.float32)
+    flags[item_ids.to_index(items["item_id"].to_numpy()[present]), codes] = 1.0
+    return flags
+
+
 def title_genre_embeddings(items: pd.DataFrame, item_ids, cache_dir: str) -> np.ndarray:
     """all-MiniLM-L6-v2 embeddings of ``"Title (Year). Genres: a, b"`` in ``item_ids`` order."""
     from hybridrec.features.feature_cache import encode_items
@@ -39,7 +50,8 @@ def title_genre_embeddings(items: pd.DataFrame, item_ids, cache_dir: str) -> np.
 
 def content_blocks(items: pd.DataFrame, item_ids, *, text_cols: list[str], image_col: str | None,
                    cache_dir: str) -> dict[str, np.ndarray]:
-    """Genre flags plus hybridrec's own text/image blocks (one embedding per column), in ``item_ids`` order.
+    """Genre flags, year buckets and hybridrec's own text/image blocks (one embedding per column), in
+    ``item_ids`` order.
 
     Peers in the modality ablation get exactly the embeddings hybridrec gets.
     """
@@ -47,7 +59,7 @@ def content_blocks(items: pd.DataFrame, item_ids, *, text_cols: list[str], image
 
     content = encode_item_content(items, item_ids, text_cols=text_cols, image_col=image_col, cache_dir=cache_dir,
                                   progress=False)
-    return {"genres": genre_flags(items, item_ids), **content.blocks}
+    return {"genres": genre_flags(items, item_ids), "year": year_flags(items, item_ids), **content.blocks}
 
 
 class RidgeContentEASE(EASERecommender):
@@ -146,7 +158,9 @@ class LightFMWarp(RecommenderBase):
             content = content_blocks(items, self.item_ids_, text_cols=self.text_cols or [], image_col=self.image_col,
                                      cache_dir=self.cache_dir)
             for name, block in content.items():
-                if name != "genres":
+                if name == "year":
+                    blocks.append(sp.csr_matrix(block))
+                elif name != "genres":
                     blocks.append(sp.csr_matrix(principal_components(block, self.pca_dims)))
         self.item_features_ = sp.hstack(blocks).tocsr()
         model = LightFM(no_components=self.components, loss="warp", random_state=self.seed)
