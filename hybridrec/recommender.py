@@ -267,7 +267,10 @@ class HybridRecommender(RecommenderBase):
         tunable = [name for name in content.blocks if name not in fixed]
         chosen = {**{name: 1.0 for name in tunable}, **fixed}
         n_hidden = int(round(self.block_validation_share * len(warm)))
-        if not self.tune_block_weights or len(tunable) < 2 or n_hidden < 10:
+        # One tunable block is still weighed against the fixed ones (e.g. a poster block against
+        # the attribute flags); alone, only its scale against the ridge strength would change.
+        anchored = any(chosen[name] > 0 for name in content.blocks if name not in tunable)
+        if not self.tune_block_weights or len(tunable) < (1 if anchored else 2) or n_hidden < 10:
             return chosen
         rng = np.random.default_rng(self.seed)
         hidden = np.sort(rng.choice(warm, size=n_hidden, replace=False))

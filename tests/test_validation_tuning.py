@@ -48,9 +48,17 @@ def test_noise_block_is_turned_down_and_title_kept(cold_split, cache):
 
 def test_fixed_weights_are_not_tuned(cold_split, cache):
     split, items, users = cold_split
-    model = fit(split, items, users, cache, block_weights={"text:noise": 1.0})
-    assert model.cold_block_weights_["text:noise"] == 1.0
-    assert not hasattr(model, "block_weight_trials_")  # one tunable block left: nothing to search
+    model = fit(split, items, users, cache, block_weights={"text:noise": 1.0, "text:title": 0.5})
+    assert model.cold_block_weights_["text:noise"] == 1.0 and model.cold_block_weights_["text:title"] == 0.5
+    assert not hasattr(model, "block_weight_trials_")  # every block fixed: nothing to search
+
+
+def test_a_single_tunable_block_is_weighed_against_the_fixed_ones(cold_split, cache):
+    split, items, users = cold_split
+    model = fit(split, items, users, cache, block_weights={"text:title": 0.0})
+    assert len(model.block_weight_trials_) == 4  # noise at 1, 0.5, 0.25, 0 against the genre flags
+    assert model.cold_block_weights_["text:noise"] < 1.0
+    assert model.cold_block_weights_["text:title"] == 0.0
 
 
 def test_ease_l2_is_the_validation_best(cold_split, cache):
