@@ -100,6 +100,7 @@ class HybridRecommender(RecommenderBase):
             pseudo-cold validation (a seeded share of warm items hidden from the CF head), so a
             modality that does not help cold items is down-weighted or switched off.
         block_validation_share: share of warm items hidden for that validation.
+        block_validation_folds: how many disjoint hidden sets of that share are scored and averaged.
         gnn_weight: weight of the z-scored GNN score in the fused score (warm items).
         cold_gnn_weight: the same for items without training interactions, whose CF column comes
             from the content map and whose GNN embedding from content and attributes alone.
@@ -123,7 +124,7 @@ class HybridRecommender(RecommenderBase):
                  content_l2: float = 10.0, content_target_l2_factor: float = 0.125,
                  content_direct_l2: float = 1e4, attribute_weight: float = 0.25,
                  block_weights: dict | None = None, tune_block_weights: bool = True,
-                 block_validation_share: float = 0.15, gnn_weight: float = 1.5, cold_gnn_weight: float = 0.0,
+                 block_validation_share: float = 0.15, block_validation_folds: int = 3, gnn_weight: float = 1.5, cold_gnn_weight: float = 0.0,
                  popularity_weight: float = 1.0,
                  validation_share: float = 0.1, max_ease_items: int = 20000, use_cf: bool = True,
                  use_gnn: bool = True,
@@ -139,6 +140,7 @@ class HybridRecommender(RecommenderBase):
         self.cold_gnn_weight, self.content_target_l2_factor = cold_gnn_weight, content_target_l2_factor
         self.tune_ease_l2 = tune_ease_l2
         self.tune_block_weights, self.block_validation_share = tune_block_weights, block_validation_share
+        self.block_validation_folds = block_validation_folds
         self.validation_share, self.max_ease_items = validation_share, max_ease_items
         self.use_cf, self.use_gnn = use_cf, use_gnn
         if not (use_cf or use_gnn):
@@ -257,7 +259,8 @@ class HybridRecommender(RecommenderBase):
 
         A seeded share of warm items is hidden (their interactions removed), the CF head is refit
         on the rest, and each candidate weighting predicts the hidden items' columns; users rank
-        the hidden items and recall@20 decides. Coordinate search over ``{1, 0.5, 0.25, 0}`` per
+        the hidden items and recall@20, averaged over ``block_validation_folds`` disjoint hidden
+        sets, decides. Coordinate search over ``{1, 0.5, 0.25, 0}`` per
         block not fixed in ``block_weights``.
 
         Returns:
@@ -272,23 +275,28 @@ class HybridRecommender(RecommenderBase):
         anchored = any(chosen[name] > 0 for name in content.blocks if name not in tunable)
         if not self.tune_block_weights or len(tunable) < (1 if anchored else 2) or n_hidden < 10:
             return chosen
-        rng = np.random.default_rng(self.seed)
-        hidden = np.sort(rng.choice(warm, size=n_hidden, replace=False))
-        kept = np.setdiff1d(warm, hidden)
-        mask = np.ones(binary.shape[1], dtype=np.float32)
-        mask[hidden] = 0.0
-        visible = sp.csr_matrix(binary @ sp.diags(mask))
-        visible.eliminate_zeros()
-        truth = sp.csr_matrix(binary[:, hidden])
-        users = np.flatnonzero((np.diff(truth.indptr) > 0) & (np.diff(visible.indptr) > 0))
-        truth, history = truth[users].toarray() > 0, visible[users]
-        weights = fit_ease(visible, self.ease_l2_, self.ease_item_power, self.ease_user_power)
-        targets = self._content_targets(visible, weights)
+        # Disjoint hidden sets, scores averaged: one set of a few hundred items is a noisy judge.
+        order = np.random.default_rng(self.seed).permutation(warm)
+        folds = []
+        for fold in range(min(self.block_validation_folds, len(warm) // n_hidden)):
+            hidden = np.sort(order[fold * n_hidden:(fold + 1) * n_hidden])
+            kept = np.setdiff1d(warm, hidden)
+            mask = np.ones(binary.shape[1], dtype=np.float32)
+            mask[hidden] = 0.0
+            visible = sp.csr_matrix(binary @ sp.diags(mask))
+            visible.eliminate_zeros()
+            truth = sp.csr_matrix(binary[:, hidden])
+            users = np.flatnonzero((np.diff(truth.indptr) > 0) & (np.diff(visible.indptr) > 0))
+            weights = fit_ease(visible, self.ease_l2_, self.ease_item_power, self.ease_user_power)
+            folds.append((visible, weights, self._content_targets(visible, weights), kept, hidden,
+                          visible[users], truth[users].toarray() > 0))
         k = min(20, n_hidden)
 
         def recall(block_weights: dict) -> float:
-            columns = self._cold_columns(visible, weights, targets, content, kept, hidden, block_weights)
-            return _recall_at(np.asarray(history @ columns), truth, k)
+            return float(np.mean([
+                _recall_at(np.asarray(history @ self._cold_columns(visible, weights, targets, content, kept, hidden,
+                                                                     block_weights)), truth, k)
+                for visible, weights, targets, kept, hidden, history, truth in folds]))
 
         best = recall(chosen)
         trials = {_trial_key(chosen): best}
