@@ -32,7 +32,7 @@ from data_builders.errors import HybridRecError
 from data_builders.tables import ColumnRoles, RecDataset
 from hybridrec.graph import build_graph
 from hybridrec.item_content import ItemContent, attribute_flags, encode_item_content
-from hybridrec.models.content_map import reconstruction_map, ridge_map
+from hybridrec.models.content_map import item_gram_eigen, reconstruction_map, ridge_map
 from hybridrec.models.ease import fit_ease
 from hybridrec.models.hybrid_gnn import HybridGNN, normalized_adjacency
 from hybridrec.recommender_base import RecommenderBase, ranked_top_k, top_k_frame
@@ -289,14 +289,14 @@ class HybridRecommender(RecommenderBase):
             users = np.flatnonzero((np.diff(truth.indptr) > 0) & (np.diff(visible.indptr) > 0))
             weights = fit_ease(visible, self.ease_l2_, self.ease_item_power, self.ease_user_power)
             folds.append((visible, weights, self._content_targets(visible, weights), kept, hidden,
-                          visible[users], truth[users].toarray() > 0))
+                          visible[users], truth[users].toarray() > 0, item_gram_eigen(visible)))
         k = min(20, n_hidden)
 
         def recall(block_weights: dict) -> float:
             return float(np.mean([
                 _recall_at(np.asarray(history @ self._cold_columns(visible, weights, targets, content, kept, hidden,
-                                                                     block_weights)), truth, k)
-                for visible, weights, targets, kept, hidden, history, truth in folds]))
+                                                                     block_weights, eigen)), truth, k)
+                for visible, weights, targets, kept, hidden, history, truth, eigen in folds]))
 
         best = recall(chosen)
         trials = {_trial_key(chosen): best}
@@ -320,16 +320,19 @@ class HybridRecommender(RecommenderBase):
                         self.ease_user_power)
 
     def _cold_columns(self, binary: sp.csr_matrix, weights: np.ndarray, targets: np.ndarray, content: ItemContent,
-                      warm: np.ndarray, cold: np.ndarray, block_weights: dict) -> np.ndarray:
+                      warm: np.ndarray, cold: np.ndarray, block_weights: dict,
+                      item_eigen: tuple | None = None) -> np.ndarray:
         """Predicted EASE columns ``[n_items, n_cold]`` for cold items, scaled like warm columns.
 
         Args:
             weights: ``[n_items, n_items]`` the warm head (for the score scale).
             targets: ``[n_items, n_items]`` the columns the ridge map learns (:meth:`_content_targets`).
+            item_eigen: :func:`~hybridrec.models.content_map.item_gram_eigen` of ``binary``, reused
+                across the validation trials.
         """
         features = content.matrix(block_weights)
         ridge = ridge_map(features[warm], targets[:, warm].T, self.content_l2)          # [F, n_items]
-        direct = reconstruction_map(binary, warm, features[warm], self.content_direct_l2)  # [n_items, F]
+        direct = reconstruction_map(binary, warm, features[warm], self.content_direct_l2, item_eigen)  # [n_items, F]
         ridge_columns = (features[cold] @ ridge).T
         direct_columns = direct @ features[cold].T
         blended = (ridge_columns / max(float(ridge_columns.std()), 1e-12)

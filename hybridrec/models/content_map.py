@@ -32,8 +32,17 @@ def ridge_map(content: np.ndarray, targets: np.ndarray, l2: float) -> np.ndarray
     return np.linalg.solve(gram, content.T @ targets.astype(np.float64))
 
 
+def item_gram_eigen(user_items: sp.spmatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(gram, eigenvalues, eigenvectors)`` of ``XᵀX`` ``[n_items, n_items]``, computed once and
+    reused by :func:`reconstruction_map` calls that differ only in the content."""
+    matrix = sp.csr_matrix(user_items, dtype=np.float64)
+    gram = (matrix.T @ matrix).toarray()
+    item_eig, item_basis = np.linalg.eigh(gram)
+    return gram, item_eig, item_basis
+
+
 def reconstruction_map(user_items: sp.spmatrix, warm_index: np.ndarray, content_warm: np.ndarray,
-                       l2: float) -> np.ndarray:
+                       l2: float, item_eigen: tuple | None = None) -> np.ndarray:
     """``W`` ``[n_items, n_features]`` minimising ``||X_w - X W C_wᵀ||² + l2 ||W||²``.
 
     With ``XᵀX = U diag(a) Uᵀ`` and ``C_wᵀC_w = V diag(s) Vᵀ`` the normal equations
@@ -43,10 +52,9 @@ def reconstruction_map(user_items: sp.spmatrix, warm_index: np.ndarray, content_
         user_items: ``[n_users, n_items]`` training interactions.
         warm_index: ``[n_warm]`` columns with interactions.
         content_warm: ``[n_warm, n_features]`` their content vectors.
+        item_eigen: :func:`item_gram_eigen` of ``user_items`` when already computed.
     """
-    matrix = sp.csr_matrix(user_items, dtype=np.float64)
-    gram = (matrix.T @ matrix).toarray()
-    item_eig, item_basis = np.linalg.eigh(gram)
+    gram, item_eig, item_basis = item_eigen if item_eigen is not None else item_gram_eigen(user_items)
     content_warm = content_warm.astype(np.float64)
     feature_eig, feature_basis = np.linalg.eigh(content_warm.T @ content_warm)
     rotated = item_basis.T @ (gram[:, warm_index] @ content_warm) @ feature_basis
