@@ -124,7 +124,8 @@ class HybridRecommender(RecommenderBase):
                  content_l2: float = 10.0, content_target_l2_factor: float = 0.125,
                  content_direct_l2: float = 1e4, attribute_weight: float = 0.25,
                  block_weights: dict | None = None, tune_block_weights: bool = True,
-                 block_validation_share: float = 0.15, block_validation_folds: int = 3, gnn_weight: float = 1.5, cold_gnn_weight: float = 0.0,
+                 block_validation_share: float = 0.15, block_validation_folds: int = 3,
+                 gnn_weight: float = 1.5, cold_gnn_weight: float = 0.0,
                  popularity_weight: float = 1.0,
                  validation_share: float = 0.1, max_ease_items: int = 20000, use_cf: bool = True,
                  use_gnn: bool = True,
@@ -145,6 +146,8 @@ class HybridRecommender(RecommenderBase):
         self.use_cf, self.use_gnn = use_cf, use_gnn
         if not (use_cf or use_gnn):
             raise HybridRecError("HybridRecommender needs at least one of use_cf / use_gnn")
+        if block_validation_folds < 1:
+            raise HybridRecError(f"block_validation_folds must be >= 1, got {block_validation_folds}")
         self.feature_cache_dir, self.text_encoder, self.image_encoder = feature_cache_dir, text_encoder, image_encoder
         self.seed, self.device, self.progress = seed, device, progress
 
