@@ -29,7 +29,7 @@ from evaluation.ease import EASERecommender  # noqa: E402
 from evaluation.protocol import EvaluationConfig, dataset_summary  # noqa: E402
 from hybridrec.atomic import write_text_atomic  # noqa: E402
 from hybridrec.recommender import HybridRecommender  # noqa: E402
-from model_vs_peers import fit_and_score, protocol_splits  # noqa: E402
+from model_vs_peers import fit_and_score_splits, protocol_splits  # noqa: E402
 
 CONFIGS = {
     "ids + genres + year": ([], None),
@@ -76,12 +76,8 @@ def run(seeds: list[int], configs: list[str], selected: list[str] | None, data_d
         for config_name, name, factory, fit_kwargs, split_names in runs:
             if selected and name not in selected and config_name != "(no content)":
                 continue
-            for split_name in split_names:
-                measured = fit_and_score(factory, seed, splits[split_name], split_name, dataset, provenance, config,
-                                         fit_kwargs)
-                if measured is None:
-                    break
-                model, metrics, fit_seconds, _ = measured
+            for split_name, model, metrics, fit_seconds, _ in fit_and_score_splits(
+                    factory, seed, splits, split_names, dataset, provenance, config, fit_kwargs):
                 chosen = getattr(model, "cold_block_weights_", None)
                 rows.append({"split": split_name, "content": config_name, "method": name, "seed": seed,
                              "recall@20": metrics["recall@20"], "ndcg@20": metrics["ndcg@20"],

@@ -115,6 +115,21 @@ def fit_and_score(factory, seed: int, split, split_name: str, dataset, provenanc
     return model, result.segments["warm" if split_name == "warm" else "cold_item"], fit_seconds, memory.peak_mb
 
 
+def fit_and_score_splits(factory, seed: int, splits: dict, split_names, dataset, provenance: dict,
+                         config: EvaluationConfig, fit_kwargs: dict):
+    """:func:`fit_and_score` on each of ``split_names``; stops at the first whose package is missing.
+
+    Yields:
+        ``(split name, model, segment metrics, fit seconds, peak MB)``.
+    """
+    for split_name in split_names:
+        measured = fit_and_score(factory, seed, splits[split_name], split_name, dataset, provenance, config,
+                                 fit_kwargs)
+        if measured is None:
+            return
+        yield (split_name, *measured)
+
+
 def run(seeds: list[int], selected: list[str] | None, data_dir: str | None, cache_dir: str) -> pd.DataFrame:
     dataset = load_movielens_100k(data_dir)
     provenance = dataset_summary(dataset.interactions, dataset.name)
@@ -129,12 +144,8 @@ def run(seeds: list[int], selected: list[str] | None, data_dir: str | None, cach
         for name, (factory, fit_kwargs, split_names) in table.items():
             if selected and name not in selected:
                 continue
-            for split_name in split_names:
-                measured = fit_and_score(factory, seed, splits[split_name], split_name, dataset, provenance, config,
-                                         fit_kwargs)
-                if measured is None:
-                    break
-                model, metrics, fit_seconds, peak_mb = measured
+            for split_name, model, metrics, fit_seconds, peak_mb in fit_and_score_splits(
+                    factory, seed, splits, split_names, dataset, provenance, config, fit_kwargs):
                 rows.append({"method": name, "split": split_name, "seed": seed,
                              "recall@20": metrics["recall@20"], "ndcg@20": metrics["ndcg@20"],
                              "precision@10": metrics["precision@10"], "fit_s": fit_seconds,
