@@ -236,3 +236,10 @@ def test_content_only_export_gives_neighbours_to_items_without_a_photo(data_dir,
     assert (table.groupby("item_id").size() == 5).all()
     assert set(table["item_id"]) == set(catalog["id"])  # the 6 items without a photo included
     assert (table["item_id"] != table["similar_item_id"]).all()
+
+
+def test_content_only_export_checks_the_shared_dimension(tmp_path):
+    pd.DataFrame({"id": [1, 2], "title": ["red shirt", "blue jeans"]}).to_csv(tmp_path / "items.csv", index=False)
+    with pytest.raises(HybridRecError, match="--cca-components must be >= 1"):
+        export(["--items", str(tmp_path / "items.csv"), "--item-id-col", "id", "--text-cols", "title",
+                "--cca-components", "0", "--out", str(tmp_path / "s.parquet")])

@@ -55,9 +55,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     content.add_argument("--attr-weight", type=float, help="weight of the attribute block")
     content.add_argument("--colour-weight", type=float,
                          help="weight of the photos' colour histograms (0 turns them off)")
+    content.add_argument("--fusion", choices=("cca", "concat"), default="cca",
+                         help="cca (default): align the text and image views in a space learned from the items "
+                              "that have both (CCA); concat: weighted concatenation of the blocks")
+    content.add_argument("--cca-components", type=int, default=64, metavar="N",
+                         help="dimension of the shared text-image space (--fusion cca, default 64)")
     content.add_argument("--missing", choices=("impute", "zero"), default="impute",
-                         help="an item without an image (or text): impute that block from its nearest items "
-                              "(default) or leave it zero and re-weight the rest")
+                         help="--fusion concat: an item without an image (or text): impute that block from its "
+                              "nearest items (default) or leave it zero and re-weight the rest")
     content.add_argument("--cache-dir", metavar="DIR", help="feature cache folder (default: none kept)")
     parser.set_defaults(handler=run)
 
@@ -129,6 +134,8 @@ def _export_from_content(args: argparse.Namespace, options: dict):
                                      file=args.items))
     if args.metric == "dot":
         raise HybridRecError("content-only similarity is cosine over the fused features; --metric dot does not apply")
+    if args.cca_components < 1:
+        raise HybridRecError(f"--cca-components must be >= 1, got {args.cca_components}")
     item_ids = IdMap(items[args.item_id_col].to_numpy(), kind="item")
     image_paths = None
     if args.image_dir and args.image_col:
@@ -147,7 +154,8 @@ def _export_from_content(args: argparse.Namespace, options: dict):
                                             colour=args.colour_weight)
     vectors = content_item_vectors(items, text_columns=_split_columns(args.text_cols),
                                    attribute_columns=_split_columns(args.attr_cols), image_paths=image_paths,
-                                   item_id_column=args.item_id_col, weights=weights, missing=args.missing,
+                                   item_id_column=args.item_id_col, weights=weights, fusion=args.fusion,
+                                   cca_components=args.cca_components, missing=args.missing,
                                    cache_dir=args.cache_dir,
                                    device=args.device,
                                    progress=options["progress"])

@@ -20,6 +20,7 @@ _LAZY = {
     "ItemFeatures": "hybridrec.features.feature_cache",
     "ModalityStats": "hybridrec.features.feature_cache",
     "FeatureStore": "hybridrec.features.feature_cache",
+    "CrossModalCCA": "hybridrec.features.cross_modal",
 }
 
 __all__ = list(_LAZY)
