@@ -636,8 +636,9 @@ def one_hot_attributes(items: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 MISSING_STRATEGIES = ("impute", "zero")
 FUSIONS = ("cca", "concat")
-#: Items with both a text and an image below which CCA fusion falls back to concatenation: on 300
-#: fashion products the two are level, on 800 CCA is ahead (benchmarks/fashion_content_similarity.py).
+#: Items with both a text and an image below which CCA fusion falls back to concatenation (on 300
+#: fashion products CCA is still ahead on articleType, level on baseColour; on 800 ahead on both:
+#: benchmarks/fashion_content_similarity.py).
 MIN_CCA_PAIRS = 200
 TEXT_VIEW = ("text", "attributes")
 IMAGE_VIEW = ("image", "colour")
@@ -659,7 +660,8 @@ def fuse_content_features(*, text: np.ndarray | None = None, image: np.ndarray |
       of its view's summed weight. An item missing one view is placed by the other alone, in the
       same space, so ``missing`` does not apply. On the fashion catalog the 10 nearest neighbours
       share the item's articleType / baseColour 0.91 / 0.64 of the time, against 0.87 / 0.47 for
-      ``"concat"``; items whose photo is hidden keep 0.91 / 0.62.
+      ``"concat"``; items whose photo is hidden keep 0.91 / 0.62. On MovieLens-100K (overview +
+      poster) 0.58 of the neighbours share a genre, against 0.53 for ``"concat"``.
     - ``fusion="concat"``: the concatenation is L2-normalised again, so the cosine of two items that
       have every modality is ``sum_m w_m cos_m / sum_m w_m``. Also used when one side is missing
       altogether or fewer than ``MIN_CCA_PAIRS`` items have both.
