@@ -23,11 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from hybridrec.features.colour_histogram import colour_histograms
-from hybridrec.features.cross_modal import CrossModalCCA
 from hybridrec.features.feature_cache import encode_items
 from hybridrec.similarity_export import ContentWeights, fuse_content_features
 from hybridrec.topk import exact_top_k
@@ -54,17 +52,6 @@ def neighbour_agreement(vectors: torch.Tensor | np.ndarray, labels: dict[str, np
     valid = neighbours >= 0
     return {name: float((values[neighbours] == values[queries][:, None])[valid].mean())
             for name, values in labels.items()}
-
-
-def cca_vectors(text: np.ndarray, image: np.ndarray, colour: np.ndarray, weights: ContentWeights,
-                fit_rows: np.ndarray, rows: np.ndarray) -> torch.Tensor:
-    """CCA-fused vectors of ``rows``, with the shared space learned on ``fit_rows`` only."""
-    text_view = F.normalize(torch.from_numpy(text), dim=1) * weights.text ** 0.5
-    image_view = torch.cat([F.normalize(torch.from_numpy(image), dim=1) * weights.image ** 0.5,
-                            F.normalize(torch.from_numpy(colour), dim=1) * weights.colour ** 0.5], dim=1)
-    alignment = CrossModalCCA().fit(text_view[fit_rows], image_view[fit_rows])
-    return F.normalize(alignment.transform_text(text_view[rows]) * weights.text ** 0.5
-                       + alignment.transform_image(image_view[rows]) * (weights.image + weights.colour) ** 0.5, dim=1)
 
 
 def main() -> None:
@@ -140,8 +127,9 @@ def main() -> None:
     held_out_labels = {name: values[held_out] for name, values in labels.items()}
     for fitted_on, fit_rows in (("the other half", fit_half), ("the same half", held_out)):
         rows.append((f"cca learned on {fitted_on}: neighbours among a held-out half",
-                     neighbour_agreement(cca_vectors(features.text, features.image, colour, defaults, fit_rows,
-                                                     held_out), held_out_labels)))
+                     neighbour_agreement(fuse_content_features(text=features.text, image=features.image,
+                                                               colour=colour, weights=defaults,
+                                                               cca_fit_rows=fit_rows)[held_out], held_out_labels)))
     concat_half = fuse_content_features(text=features.text[held_out], image=features.image[held_out],
                                         colour=colour[held_out], weights=defaults, fusion="concat")
     rows.append(("concat: neighbours among the held-out half", neighbour_agreement(concat_half, held_out_labels)))

@@ -647,7 +647,8 @@ IMAGE_VIEW = ("image", "colour")
 def fuse_content_features(*, text: np.ndarray | None = None, image: np.ndarray | None = None,
                           attributes: np.ndarray | None = None, colour: np.ndarray | None = None,
                           weights: ContentWeights = ContentWeights(), fusion: str = "cca",
-                          cca_components: int = 64, missing: str = "impute", impute_neighbours: int = 5,
+                          cca_components: int = 64, cca_fit_rows: np.ndarray | None = None,
+                          missing: str = "impute", impute_neighbours: int = 5,
                           device: str | torch.device | None = "auto") -> torch.Tensor:
     """One unit vector per item from its modality blocks (each ``[n_items, d_m]``; a zero row = absent).
 
@@ -668,6 +669,8 @@ def fuse_content_features(*, text: np.ndarray | None = None, image: np.ndarray |
 
     Args:
         cca_components: dimension of the shared space (``fusion="cca"``).
+        cca_fit_rows: ``[n_fit]`` rows the shared space is learned from (those of them with both
+            views); default every item with both. All rows are projected either way.
         missing: ``fusion="concat"`` only: what an absent block (no image, empty text) becomes.
             ``"zero"``: it stays zero and the item's other blocks are re-weighted to unit length.
             ``"impute"`` (default): the normalised mean of that block over the item's
@@ -691,7 +694,7 @@ def fuse_content_features(*, text: np.ndarray | None = None, image: np.ndarray |
             blocks[name] = F.normalize(torch.as_tensor(np.asarray(block, dtype=np.float32)), dim=1)
     if not blocks:
         raise HybridRecError("no content to fuse: give text, image or attribute features with a positive weight")
-    fused = _fuse_by_cca(blocks, weights, cca_components) if fusion == "cca" else None
+    fused = _fuse_by_cca(blocks, weights, cca_components, cca_fit_rows) if fusion == "cca" else None
     if fused is None:
         if missing == "impute" and len(blocks) > 1:
             blocks = _impute_absent_blocks(blocks, weights, impute_neighbours, device)
@@ -703,7 +706,8 @@ def fuse_content_features(*, text: np.ndarray | None = None, image: np.ndarray |
     return fused
 
 
-def _fuse_by_cca(blocks: dict[str, torch.Tensor], weights: ContentWeights, n_components: int) -> torch.Tensor | None:
+def _fuse_by_cca(blocks: dict[str, torch.Tensor], weights: ContentWeights, n_components: int,
+                 fit_rows: np.ndarray | None) -> torch.Tensor | None:
     """Sum of the text and image views' CCA projections, or None when CCA cannot be fitted."""
     from hybridrec.features.cross_modal import CrossModalCCA
 
@@ -719,6 +723,10 @@ def _fuse_by_cca(blocks: dict[str, torch.Tensor], weights: ContentWeights, n_com
     (text_view, text_weight), (image_view, image_weight) = views["text"], views["image"]
     has_text, has_image = text_view.abs().sum(dim=1) > 0, image_view.abs().sum(dim=1) > 0
     paired = has_text & has_image
+    if fit_rows is not None:
+        chosen = torch.zeros_like(paired)
+        chosen[torch.as_tensor(np.asarray(fit_rows), dtype=torch.long)] = True
+        paired &= chosen
     if int(paired.sum()) < MIN_CCA_PAIRS:
         logger.warning("only %d item(s) have both text and an image (CCA fusion needs %d); concatenating instead",
                        int(paired.sum()), MIN_CCA_PAIRS)
