@@ -3,6 +3,11 @@
 Each block keeps its own identity: the cold-start map weighs blocks separately (folding an overview
 into the title text before encoding measured clearly worse than keeping two embeddings), and the
 GNN projects each modality with its own gated linear layer.
+
+A raw CNN image block is 1,280 numbers of which little concerns an item's audience; given as is,
+MovieLens posters lowered cold-item recall. :func:`align_image_with_text` replaces it with the
+part of the picture its text also describes (a CCA shared space, see
+:mod:`hybridrec.features.cross_modal`), which is what lets posters help.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from data_builders.errors import HybridRecError
 from hybridrec.graph import RecGraph
 from hybridrec.id_map import IdMap
 
@@ -99,3 +105,57 @@ def encode_item_content(items: pd.DataFrame | None, item_ids: IdMap, *, text_col
         present[rows] = features.image_present
         content.blocks["image"], content.present["image"] = block, present
     return content
+
+
+def align_image_with_text(content: ItemContent, text_block: str = "auto", n_components: int = 64,
+                          seed: int = 0) -> dict | None:
+    """Replace ``content.blocks["image"]`` by ``"image:aligned"``: image and text in a learned shared space.
+
+    A regularised CCA is learned, without labels, from the items that have both the image and the
+    text of ``text_block``; the new block is the normalised sum of each item's two projections (an
+    item with only one of them is placed by that one). So the block keeps what a picture and its
+    description agree on (setting, tone, genre) and drops the rest. On MovieLens-100K cold items,
+    posters given raw cost 2.6% recall@20 against title + overview alone; aligned with the overview
+    they gain 1.5% over six split seeds (``benchmarks/README.md``).
+
+    Args:
+        content: blocks from :func:`encode_item_content`; changed in place.
+        text_block: the text block to align with, e.g. ``"text:overview"``; ``"auto"``: the one
+            whose CCA with the image finds the most correlation on held-out pairs (the text that
+            describes what the picture shows, e.g. a plot overview rather than a title).
+        n_components: dimension of the shared space.
+        seed: the held-out split of the CCA's ridge choice.
+
+    Returns:
+        What was aligned (text block, pairs, dimensions, leading correlation), or None when the
+        image block is kept raw: no image or text block, or fewer than ``MIN_CCA_PAIRS`` items with both.
+    """
+    from hybridrec.features.cross_modal import CrossModalCCA
+    from hybridrec.similarity_export import MIN_CCA_PAIRS, fuse_content_features
+
+    text_blocks = [name for name in content.blocks if name.startswith("text:")]
+    if "image" not in content.blocks or not text_blocks:
+        return None
+    if text_block != "auto" and text_block not in text_blocks:
+        raise HybridRecError(f"image alignment: no text block {text_block!r}; the content has {text_blocks}")
+    image, has_image = content.blocks["image"], content.present["image"]
+    held_out = {}
+    for name in text_blocks if text_block == "auto" else [text_block]:
+        paired = has_image & content.present[name]
+        if paired.sum() >= MIN_CCA_PAIRS:
+            alignment = CrossModalCCA(n_components=n_components, seed=seed).fit(content.blocks[name][paired], image[paired])
+            held_out[name] = max(alignment.regularization_trials_.values())
+    if not held_out:
+        logger.warning("image block kept raw: fewer than %d items have both an image and %s", MIN_CCA_PAIRS,
+                       " or ".join(text_blocks if text_block == "auto" else [text_block]))
+        return None
+    chosen = max(held_out, key=held_out.get)
+    aligned = fuse_content_features(text=content.blocks[chosen], image=image, fusion="cca",
+                                    cca_components=n_components, device="cpu").numpy()
+    del content.blocks["image"], content.present["image"]
+    content.blocks["image:aligned"] = aligned
+    content.present["image:aligned"] = np.abs(aligned).sum(axis=1) > 0
+    summary = {"text_block": chosen, "pairs": int((has_image & content.present[chosen]).sum()),
+               "dims": aligned.shape[1], "held_out_correlation": {k: round(v, 3) for k, v in held_out.items()}}
+    logger.info("image block aligned with %s: %s", chosen, summary)
+    return summary

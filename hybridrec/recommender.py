@@ -31,7 +31,7 @@ import torch
 from data_builders.errors import HybridRecError
 from data_builders.tables import ColumnRoles, RecDataset
 from hybridrec.graph import build_graph
-from hybridrec.item_content import ItemContent, attribute_flags, encode_item_content
+from hybridrec.item_content import ItemContent, align_image_with_text, attribute_flags, encode_item_content
 from hybridrec.models.content_map import item_gram_eigen, reconstruction_map, ridge_map
 from hybridrec.models.ease import fit_ease
 from hybridrec.models.hybrid_gnn import HybridGNN, normalized_adjacency
@@ -101,6 +101,10 @@ class HybridRecommender(RecommenderBase):
             modality that does not help cold items is down-weighted or switched off.
         block_validation_share: share of warm items hidden for that validation.
         block_validation_folds: how many disjoint hidden sets of that share are scored and averaged.
+        image_alignment: how the image block enters. ``"auto"`` (default): replaced by its CCA
+            alignment with the text column that shares most with it, learned from the catalog (see
+            :func:`hybridrec.item_content.align_image_with_text`); a block name such as
+            ``"text:overview"`` names that column; ``"none"``: the raw CNN embedding.
         gnn_weight: weight of the z-scored GNN score in the fused score (warm items).
         cold_gnn_weight: the same for items without training interactions, whose CF column comes
             from the content map and whose GNN embedding from content and attributes alone.
@@ -125,6 +129,7 @@ class HybridRecommender(RecommenderBase):
                  content_direct_l2: float = 1e4, attribute_weight: float = 0.25,
                  block_weights: dict | None = None, tune_block_weights: bool = True,
                  block_validation_share: float = 0.15, block_validation_folds: int = 3,
+                 image_alignment: str = "auto",
                  gnn_weight: float = 1.5, cold_gnn_weight: float = 0.0,
                  popularity_weight: float = 1.0,
                  validation_share: float = 0.1, max_ease_items: int = 20000, use_cf: bool = True,
@@ -141,7 +146,7 @@ class HybridRecommender(RecommenderBase):
         self.cold_gnn_weight, self.content_target_l2_factor = cold_gnn_weight, content_target_l2_factor
         self.tune_ease_l2 = tune_ease_l2
         self.tune_block_weights, self.block_validation_share = tune_block_weights, block_validation_share
-        self.block_validation_folds = block_validation_folds
+        self.block_validation_folds, self.image_alignment = block_validation_folds, image_alignment
         self.validation_share, self.max_ease_items = validation_share, max_ease_items
         self.use_cf, self.use_gnn = use_cf, use_gnn
         if not (use_cf or use_gnn):
@@ -197,6 +202,9 @@ class HybridRecommender(RecommenderBase):
                                       image_col=options["item_image_col"], cache_dir=self.feature_cache_dir,
                                       text_encoder=self.text_encoder, image_encoder=self.image_encoder,
                                       device=self.device, progress=self.progress)
+        self.image_alignment_ = None
+        if self.image_alignment not in (None, "none"):
+            self.image_alignment_ = align_image_with_text(content, self.image_alignment, seed=self.seed)
         flags = attribute_flags(graph)
         if flags.shape[1]:
             content.blocks = {"attributes": flags, **content.blocks}
