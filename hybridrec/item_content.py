@@ -150,8 +150,12 @@ def align_image_with_text(content: ItemContent, text_block: str = "auto", n_comp
                        " or ".join(text_blocks if text_block == "auto" else [text_block]))
         return None
     chosen = max(held_out, key=held_out.get)
-    aligned = fuse_content_features(text=content.blocks[chosen], image=image, fusion="cca",
-                                    cca_components=n_components, device="cpu").numpy()
+    # Items with neither view stay zero rows (absent), without the export's "no content" warning.
+    rows = np.flatnonzero(has_image | content.present[chosen])
+    fused = fuse_content_features(text=content.blocks[chosen][rows], image=image[rows], fusion="cca",
+                                  cca_components=n_components, device="cpu").numpy()
+    aligned = np.zeros((len(image), fused.shape[1]), dtype=np.float32)
+    aligned[rows] = fused
     del content.blocks["image"], content.present["image"]
     content.blocks["image:aligned"] = aligned
     content.present["image:aligned"] = np.abs(aligned).sum(axis=1) > 0

@@ -17,7 +17,7 @@ def test_train_writes_a_loadable_model(data_dir, tmp_path, capsys):
     config.write_text("[train]\nepochs = 5\ndim = 16\n\n[model]\ngnn_weight = 1.0\n")
     out = tmp_path / "model"
     code = main(["train", "--dataset", "movielens-100k", "--data-dir", str(data_dir), "--text-cols", "",
-                 "--min-rating", "4", "--config", str(config), "--out", str(out)])
+                 "--no-images", "--min-rating", "4", "--config", str(config), "--out", str(out)])
     assert code == 0
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["interactions"] == 55_375  # ratings >= 4 in MovieLens-100K
@@ -37,7 +37,7 @@ def test_unknown_model_key_in_config_is_named(tmp_path):
 def test_evaluate_hybrid_against_ease(data_dir, tmp_path, capsys):
     report = tmp_path / "report.json"
     code = main(["evaluate", "--dataset", "movielens-100k", "--data-dir", str(data_dir), "--hybrid",
-                 "--baseline", "ease", "--text-cols", "", "--min-rating", "4",
+                 "--baseline", "ease", "--text-cols", "", "--no-images", "--min-rating", "4",
                  "--k", "20", "--json", str(report)])
     assert code == 0
     models = json.loads(report.read_text())["models"]

@@ -121,13 +121,14 @@ def test_poster_block_aligned_with_its_text(catalog_300):
 def test_fit_uses_the_aligned_poster_and_can_keep_it_raw(catalog_300, movielens):
     positives, items, cold, cache = catalog_300
     fit = {"item_text_cols": ["title", "overview"], "item_image_col": "image_path", "item_attr_cols": ["genres"]}
-    model = HybridRecommender(dim=16, epochs=5, eval_every=5, seed=0, progress=False, device="cpu",
-                              feature_cache_dir=cache).fit(positives, items=items, users=movielens.users, **fit)
+    model = HybridRecommender(dim=16, epochs=2, eval_every=2, tune_block_weights=False, tune_ease_l2=False, seed=0,
+                              progress=False, device="cpu", feature_cache_dir=cache)
+    model.fit(positives, items=items, users=movielens.users, **fit)
     assert "image" not in model.content_dims_ and model.content_dims_["image:aligned"] == model.image_alignment_["dims"]
     assert set(model.modality_gates_) == {"text:title", "text:overview", "image:aligned"}
     scores = model.score_users(np.flatnonzero(np.diff(model.user_items_.indptr) > 0)[:20])
     assert torch.isfinite(scores).all()
     assert (scores[:, torch.from_numpy(model.item_ids_.to_index(cold))].std(dim=1) > 0).all()
-    raw = HybridRecommender(use_gnn=False, image_alignment="none", seed=0, progress=False, device="cpu",
-                            feature_cache_dir=cache).fit(positives, items=items, **fit)
+    raw = HybridRecommender(use_gnn=False, image_alignment="none", tune_block_weights=False, seed=0, progress=False,
+                            device="cpu", feature_cache_dir=cache).fit(positives, items=items, **fit)
     assert raw.image_alignment_ is None and raw.content_dims_["image"] == 1280

@@ -16,7 +16,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config", help="TOML file with [train] (TrainConfig) and [model] (HybridRecommender) tables")
     group.add_argument("--text-cols", type=lambda s: [c for c in s.split(",") if c], default=None,
                        help="item text columns to encode, comma-separated (default: the dataset's text columns)")
-    group.add_argument("--images", action="store_true", help="also encode item images (when the dataset has them)")
+    group.add_argument("--images", action=argparse.BooleanOptionalAction, default=True,
+                       help="encode item images when the dataset has them (default: yes; the poster is aligned "
+                            "with a text column, see HybridRecommender(image_alignment=...))")
     group.add_argument("--gnn-epochs", type=int, default=None, help="override the GNN training epochs")
     group.add_argument("--model-seed", type=int, default=None, help="seed of the model (default 0)")
 
