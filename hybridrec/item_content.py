@@ -127,8 +127,9 @@ def align_image_with_text(content: ItemContent, text_block: str = "auto", n_comp
         seed: the held-out split of the CCA's ridge choice.
 
     Returns:
-        What was aligned (text block, pairs, dimensions, leading correlation), or None when the
-        image block is kept raw: no image or text block, or fewer than ``MIN_CCA_PAIRS`` items with both.
+        What was aligned (text block, pairs, dimensions, and each candidate's held-out correlation
+        when there was a choice), or None when the image block is kept raw: no image or text block,
+        or fewer than ``MIN_CCA_PAIRS`` items with both.
     """
     from hybridrec.features.cross_modal import CrossModalCCA
     from hybridrec.similarity_export import MIN_CCA_PAIRS, fuse_content_features
@@ -139,17 +140,19 @@ def align_image_with_text(content: ItemContent, text_block: str = "auto", n_comp
     if text_block != "auto" and text_block not in text_blocks:
         raise HybridRecError(f"image alignment: no text block {text_block!r}; the content has {text_blocks}")
     image, has_image = content.blocks["image"], content.present["image"]
+    candidates = text_blocks if text_block == "auto" else [text_block]
+    eligible = [name for name in candidates if (has_image & content.present[name]).sum() >= MIN_CCA_PAIRS]
+    if not eligible:
+        logger.warning("image block kept raw: fewer than %d items have both an image and %s", MIN_CCA_PAIRS,
+                       " or ".join(candidates))
+        return None
     held_out = {}
-    for name in text_blocks if text_block == "auto" else [text_block]:
-        paired = has_image & content.present[name]
-        if paired.sum() >= MIN_CCA_PAIRS:
+    if len(eligible) > 1:  # only a choice needs the extra CCA fits
+        for name in eligible:
+            paired = has_image & content.present[name]
             alignment = CrossModalCCA(n_components=n_components, seed=seed).fit(content.blocks[name][paired], image[paired])
             held_out[name] = max(alignment.regularization_trials_.values())
-    if not held_out:
-        logger.warning("image block kept raw: fewer than %d items have both an image and %s", MIN_CCA_PAIRS,
-                       " or ".join(text_blocks if text_block == "auto" else [text_block]))
-        return None
-    chosen = max(held_out, key=held_out.get)
+    chosen = max(held_out, key=held_out.get) if held_out else eligible[0]
     # Items with neither view stay zero rows (absent), without the export's "no content" warning.
     rows = np.flatnonzero(has_image | content.present[chosen])
     fused = fuse_content_features(text=content.blocks[chosen][rows], image=image[rows], fusion="cca",
