@@ -83,7 +83,7 @@ class HybridRecommender(RecommenderBase):
     All arguments are keyword-only and stored unchanged (scikit-learn style).
 
     Args:
-        dim, num_layers, epochs, batch_size, lr, weight_decay, temperature, id_dropout,
+        dim, num_layers, epochs, batch_size, lr, weight_decay, temperature, id_dropout, cold_item_share,
         attribute_edge_weight, eval_every, patience: GNN training (see :class:`training.config.TrainConfig`).
         ease_l2, ease_item_power, ease_user_power: the EASE head (see :func:`hybridrec.models.ease.fit_ease`).
         tune_ease_l2: choose the EASE ridge strength among ``ease_l2 x {0.5, 1, 2, 4}`` by recall@20
@@ -107,7 +107,9 @@ class HybridRecommender(RecommenderBase):
             ``"text:overview"`` names that column; ``"none"``: the raw CNN embedding.
         gnn_weight: weight of the z-scored GNN score in the fused score (warm items).
         cold_gnn_weight: the same for items without training interactions, whose CF column comes
-            from the content map and whose GNN embedding from content and attributes alone.
+            from the content map and whose GNN embedding from content and attributes alone. Without
+            the CF head (``use_cf=False``) cold items take ``gnn_weight``: the GNN is then their
+            only scorer.
         popularity_weight: weight of log-popularity for users without history (cold users).
         validation_share: share of each user's training interactions held out for early stopping.
         max_ease_items: catalogs larger than this skip the dense EASE head (GNN only).
@@ -122,7 +124,8 @@ class HybridRecommender(RecommenderBase):
 
     def __init__(self, *, dim: int = 64, num_layers: int = 2, epochs: int = 60, batch_size: int = 256,
                  lr: float = 5e-3, weight_decay: float = 0.0, temperature: float = 0.2, id_dropout: float = 0.2,
-                 attribute_edge_weight: float = 1.0, eval_every: int = 5, patience: int = 3,
+                 cold_item_share: float = 0.1, attribute_edge_weight: float = 1.0, eval_every: int = 5,
+                 patience: int = 3,
                  ease_l2: float = 250.0, tune_ease_l2: bool = True, ease_item_power: float = 0.25,
                  ease_user_power: float = 0.25,
                  content_l2: float = 10.0, content_target_l2_factor: float = 0.125,
@@ -130,7 +133,7 @@ class HybridRecommender(RecommenderBase):
                  block_weights: dict | None = None, tune_block_weights: bool = True,
                  block_validation_share: float = 0.15, block_validation_folds: int = 3,
                  image_alignment: str = "auto",
-                 gnn_weight: float = 1.5, cold_gnn_weight: float = 0.0,
+                 gnn_weight: float = 1.5, cold_gnn_weight: float = 0.5,
                  popularity_weight: float = 1.0,
                  validation_share: float = 0.1, max_ease_items: int = 20000, use_cf: bool = True,
                  use_gnn: bool = True,
@@ -140,6 +143,7 @@ class HybridRecommender(RecommenderBase):
         self.dim, self.num_layers, self.epochs, self.batch_size = dim, num_layers, epochs, batch_size
         self.lr, self.weight_decay, self.temperature, self.id_dropout = lr, weight_decay, temperature, id_dropout
         self.attribute_edge_weight, self.eval_every, self.patience = attribute_edge_weight, eval_every, patience
+        self.cold_item_share = cold_item_share
         self.ease_l2, self.ease_item_power, self.ease_user_power = ease_l2, ease_item_power, ease_user_power
         self.content_l2, self.content_direct_l2, self.attribute_weight = content_l2, content_direct_l2, attribute_weight
         self.block_weights, self.gnn_weight, self.popularity_weight = block_weights, gnn_weight, popularity_weight
@@ -362,7 +366,8 @@ class HybridRecommender(RecommenderBase):
 
         config = TrainConfig(dim=self.dim, num_layers=self.num_layers, epochs=self.epochs, batch_size=self.batch_size,
                              lr=self.lr, weight_decay=self.weight_decay, temperature=self.temperature,
-                             id_dropout=self.id_dropout, attribute_edge_weight=self.attribute_edge_weight,
+                             id_dropout=self.id_dropout, cold_item_share=self.cold_item_share,
+                             attribute_edge_weight=self.attribute_edge_weight,
                              eval_every=self.eval_every, patience=self.patience, seed=self.seed, device=self.device)
         n_users, n_items = binary.shape
         train, valid = self._validation_holdout(binary)
@@ -373,7 +378,8 @@ class HybridRecommender(RecommenderBase):
             total += len(graph.id_maps[node_type])
         self.num_attribute_nodes_ = total - n_users - n_items
 
-        def adjacency_for(user_items: sp.csr_matrix) -> torch.Tensor:
+        def edges_for(user_items: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
+            """Both directions of every user–item and owner–attribute edge: ``[2, E]``, ``[E]``."""
             coo = user_items.tocoo()
             sources = [coo.row.astype(np.int64), ]
             targets = [coo.col.astype(np.int64) + n_users]
@@ -385,7 +391,7 @@ class HybridRecommender(RecommenderBase):
                 weights.append(np.full(len(src), self.attribute_edge_weight, dtype=np.float32))
             src, dst, weight = np.concatenate(sources), np.concatenate(targets), np.concatenate(weights)
             edge_index = torch.from_numpy(np.stack([np.concatenate([src, dst]), np.concatenate([dst, src])]))
-            return normalized_adjacency(edge_index, torch.from_numpy(np.concatenate([weight, weight])), total)
+            return edge_index, torch.from_numpy(np.concatenate([weight, weight]))
 
         content_tensors = {name: torch.from_numpy(block) for name, block in content.blocks.items() if name != "attributes"}
         present = {name: torch.from_numpy(content.present[name]) for name in content_tensors}
@@ -393,13 +399,16 @@ class HybridRecommender(RecommenderBase):
         item_has_id = torch.from_numpy(np.asarray(binary.sum(axis=0)).ravel() > 0)
         model = HybridGNN(n_users, n_items, self.num_attribute_nodes_, {k: v.shape[1] for k, v in content_tensors.items()},
                           dim=self.dim, num_layers=self.num_layers, id_dropout=self.id_dropout)
-        data = GraphTrainingData(adjacency=adjacency_for(train), content=content_tensors, present=present,
-                                 user_has_id=user_has_id, item_has_id=item_has_id, train=train, valid=valid)
+        edge_index, edge_weight = edges_for(train)
+        data = GraphTrainingData(adjacency=normalized_adjacency(edge_index, edge_weight, total),
+                                 content=content_tensors, present=present, user_has_id=user_has_id, item_has_id=item_has_id, train=train,
+                                 valid=valid, edge_index=edge_index, edge_weight=edge_weight)
         trainer = Trainer(config, checkpoint_dir=checkpoint_dir, progress=self.progress)
         self.train_result_ = trainer.fit(model, data)
         # Inference propagates over every training edge, including the validation hold-out.
-        full = GraphTrainingData(adjacency=adjacency_for(binary), content=content_tensors, present=present,
-                                 user_has_id=user_has_id, item_has_id=item_has_id, train=binary).to(trainer.device)
+        full = GraphTrainingData(adjacency=normalized_adjacency(*edges_for(binary), total), content=content_tensors,
+                                 present=present, user_has_id=user_has_id, item_has_id=item_has_id,
+                                 train=binary).to(trainer.device)
         with torch.no_grad():
             model.eval()
             x = model.node_inputs(full.content, full.present, full.user_has_id, full.item_has_id)
@@ -437,7 +446,8 @@ class HybridRecommender(RecommenderBase):
             popularity = _zscore(self.item_popularity_.expand(len(history), -1))
             scores = torch.where(has_history, cf, self.popularity_weight * popularity)
         if self.item_embeddings_ is not None:
-            weight = torch.where(self.item_popularity_ > 0, self.gnn_weight, self.cold_gnn_weight)
+            cold_weight = self.cold_gnn_weight if self.item_weights_ is not None else self.gnn_weight
+            weight = torch.where(self.item_popularity_ > 0, self.gnn_weight, cold_weight)
             scores = scores + weight * _zscore(user_embeddings @ self.item_embeddings_.T)
         return scores
 

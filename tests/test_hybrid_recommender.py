@@ -68,9 +68,16 @@ def test_propagation_matches_pyg_lgconv():
     torch.testing.assert_close(grad_ours, grad_reference, rtol=1e-4, atol=1e-5)
 
 
-def test_training_reduces_the_loss(fitted):
-    losses = [entry["loss"] for entry in fitted.train_result_.history]
+def test_training_reduces_the_loss(fitted, data):
+    plain = small_model(cold_item_share=0.0).fit(data.interactions, items=data.items, users=data.users, **FIT)
+    losses = [entry["loss"] for entry in plain.train_result_.history]
     assert losses[-1] < 0.95 * losses[0]
+    assert losses[-1] < min(losses[:3])
+    # With simulated cold items each epoch's loss also covers a fresh 10% of items scored from
+    # content alone: a harder, moving objective, so it falls less, but it still falls.
+    losses = [entry["loss"] for entry in fitted.train_result_.history]
+    assert fitted.cold_item_share == 0.1
+    assert losses[-1] < 0.97 * losses[0]
     assert losses[-1] < min(losses[:3])
 
 
@@ -145,8 +152,51 @@ def test_parts_can_be_fitted_alone(data):
     assert gnn_only.item_weights_ is None and gnn_only.item_embeddings_ is not None
     users = cf_only.user_ids_.to_index([1, 2])
     assert torch.isfinite(cf_only.score_users(users)).all() and torch.isfinite(gnn_only.score_users(users)).all()
+    # Without the CF head the GNN is the cold items' only scorer: they must not all tie.
+    cold = torch.from_numpy(gnn_only.item_ids_.to_index(data.cold_item_ids))
+    assert (gnn_only.score_users(users)[:, cold].std(dim=1) > 0).all()
     with pytest.raises(HybridRecError, match="at least one"):
         HybridRecommender(use_cf=False, use_gnn=False)
+
+
+def test_simulated_cold_items_lose_their_interaction_edges_only():
+    """Each epoch ``cold_item_share`` of the warm items train as cold: no ID and no user edges, while
+    their attribute edges, every other item's edges and the epoch's input data stay as they were."""
+    import scipy.sparse as sp
+
+    from training.config import TrainConfig
+    from training.trainer import GraphTrainingData, Trainer
+
+    # nodes: users 0-2 | items 3-6 (item 6 has no interactions) | one genre node 7
+    pairs = torch.tensor([(0, 3), (0, 4), (1, 4), (1, 5), (2, 3), (2, 5), (3, 7), (4, 7), (5, 7), (6, 7)]).T
+    edge_index = torch.cat([pairs, pairs.flip(0)], dim=1)
+    edge_weight = torch.ones(edge_index.shape[1])
+    item_has_id = torch.tensor([True, True, True, False])
+    data = GraphTrainingData(adjacency=normalized_adjacency(edge_index, edge_weight, 8), content={}, present={},
+                             user_has_id=torch.ones(3, dtype=torch.bool), item_has_id=item_has_id.clone(),
+                             train=sp.csr_matrix(np.ones((3, 4))), edge_index=edge_index, edge_weight=edge_weight)
+    trainer = Trainer(TrainConfig(cold_item_share=0.5, device="cpu"), progress=False)
+    generator = torch.Generator().manual_seed(0)
+    chosen_over_epochs = set()
+    for _ in range(6):
+        epoch = trainer._with_cold_items(data, generator)
+        made_cold = torch.nonzero(item_has_id & ~epoch.item_has_id).squeeze(1).tolist()
+        assert len(made_cold) == 1 and not epoch.item_has_id[3]       # int(0.5 * 3 warm items)
+        chosen_over_epochs.update(made_cold)
+        adjacency = epoch.adjacency.to_dense()
+        node = made_cold[0] + 3
+        assert adjacency[node, :3].abs().sum() == 0 and adjacency[:3, node].abs().sum() == 0
+        assert adjacency[node, 7] > 0
+        for other in {0, 1, 2} - set(made_cold):
+            assert adjacency[other + 3, :3].sum() > 0
+        dropped = ((edge_index[0] == node) & (edge_index[1] < 3)) | ((edge_index[1] == node) & (edge_index[0] < 3))
+        torch.testing.assert_close(adjacency, normalized_adjacency(edge_index[:, ~dropped], edge_weight[~dropped],
+                                                                   8).to_dense())
+    assert len(chosen_over_epochs) > 1                                  # a fresh draw each epoch
+    assert torch.equal(data.item_has_id, item_has_id)
+    assert Trainer(TrainConfig(cold_item_share=0.0, device="cpu"))._with_cold_items(data, generator) is data
+    with pytest.raises(HybridRecError, match="cold_item_share"):
+        TrainConfig(cold_item_share=1.0)
 
 
 def test_unknown_attribute_column_is_a_clear_error(data):

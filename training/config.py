@@ -26,6 +26,10 @@ class TrainConfig:
         loss: ``"softmax"`` (full-catalog multinomial likelihood) or ``"bpr"`` (sampled negatives).
         temperature: softmax temperature.
         id_dropout: chance of dropping a node's ID embedding per step (cold-start path training).
+        cold_item_share: share of warm items trained as cold items each epoch: their ID embedding
+            is dropped and their interaction edges leave the propagation graph, so the content and
+            attribute path learns to place items that have no interactions at all (ID dropout
+            alone still lets their users' messages reach them). 0 turns it off.
         attribute_edge_weight: weight of item/user -> attribute edges relative to interactions.
         eval_every: epochs between validation runs (early stopping, best checkpoint).
         patience: validation runs without improvement before stopping.
@@ -44,6 +48,7 @@ class TrainConfig:
     loss: str = "softmax"
     temperature: float = 0.2
     id_dropout: float = 0.2
+    cold_item_share: float = 0.1
     attribute_edge_weight: float = 1.0
     eval_every: int = 5
     patience: int = 3
@@ -61,6 +66,8 @@ class TrainConfig:
             raise HybridRecError(f"TrainConfig.loss must be one of {LOSSES}, got {self.loss!r}")
         if not 0.0 <= self.id_dropout < 1.0:
             raise HybridRecError(f"TrainConfig.id_dropout must be in [0, 1), got {self.id_dropout}")
+        if not 0.0 <= self.cold_item_share < 1.0:
+            raise HybridRecError(f"TrainConfig.cold_item_share must be in [0, 1), got {self.cold_item_share}")
         if self.lr <= 0 or self.temperature <= 0:
             raise HybridRecError("TrainConfig.lr and TrainConfig.temperature must be > 0")
         if self.device not in ("auto", "cpu", "cuda"):

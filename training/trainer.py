@@ -2,12 +2,14 @@
 
 Adam with weight decay, full-catalog softmax or BPR with sampled negatives, early stopping on
 validation recall@K (computed with :mod:`evaluation.metrics`), best-state keeping, resumable
-checkpoints, seed control, CPU or GPU (AMP on GPU), a progress bar and per-epoch logs.
+checkpoints, seed control, CPU or GPU (AMP on GPU), a progress bar and per-epoch logs. Each
+epoch a seeded share of the warm items is trained as cold (``TrainConfig.cold_item_share``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -21,7 +23,7 @@ from tqdm.auto import tqdm
 
 from evaluation.metrics import RankingMetrics
 from hybridrec.device import resolve_device
-from hybridrec.models.hybrid_gnn import HybridGNN, bpr_loss, sampled_negatives, softmax_loss
+from hybridrec.models.hybrid_gnn import HybridGNN, bpr_loss, normalized_adjacency, sampled_negatives, softmax_loss
 from training.checkpoints import load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 
@@ -42,6 +44,10 @@ class GraphTrainingData:
         item_has_id: ``[num_items]`` bool, items with training interactions.
         train: ``[num_users, num_items]`` training interactions (CSR).
         valid: ``[num_users, num_items]`` held-out validation positives (CSR), or None.
+        edge_index, edge_weight: the edges ``adjacency`` was normalised from (``[2, E]`` with both
+            directions, ``[E]``; kept on the CPU), in :class:`HybridGNN`'s node order ``[users |
+            items | attributes]``; with them, training can take items' interaction edges out
+            (``TrainConfig.cold_item_share``). None: no cold-item simulation.
     """
 
     adjacency: torch.Tensor
@@ -51,14 +57,15 @@ class GraphTrainingData:
     item_has_id: torch.Tensor
     train: sp.csr_matrix
     valid: sp.csr_matrix | None = None
+    edge_index: torch.Tensor | None = None
+    edge_weight: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "GraphTrainingData":
-        return GraphTrainingData(
-            adjacency=self.adjacency.to(device),
+        return dataclasses.replace(
+            self, adjacency=self.adjacency.to(device),
             content={k: v.to(device) for k, v in self.content.items()},
             present={k: v.to(device) for k, v in self.present.items()},
-            user_has_id=self.user_has_id.to(device), item_has_id=self.item_has_id.to(device),
-            train=self.train, valid=self.valid)
+            user_has_id=self.user_has_id.to(device), item_has_id=self.item_has_id.to(device))
 
 
 @dataclass
@@ -126,6 +133,24 @@ class Trainer:
         size = self.config.batch_size if self.config.loss == "softmax" else self.config.batch_size * 16
         return [order[start:start + size] for start in range(0, len(order), size)]
 
+    def _with_cold_items(self, data: GraphTrainingData, generator: torch.Generator) -> GraphTrainingData:
+        """``data`` for one epoch in which ``cold_item_share`` of the warm items are cold: no ID
+        embedding and no interaction edges (their interactions stay in the loss targets)."""
+        share = self.config.cold_item_share
+        if share <= 0 or data.edge_index is None:
+            return data
+        warm = torch.nonzero(data.item_has_id.cpu()).squeeze(1)
+        chosen = warm[torch.randperm(len(warm), generator=generator)[: int(share * len(warm))]]
+        num_users, num_nodes = len(data.user_has_id), data.adjacency.shape[0]
+        cold_node = torch.zeros(num_nodes, dtype=torch.bool)
+        cold_node[chosen + num_users] = True
+        source, target = data.edge_index
+        interaction = ((source < num_users) & cold_node[target]) | ((target < num_users) & cold_node[source])
+        adjacency = normalized_adjacency(data.edge_index[:, ~interaction], data.edge_weight[~interaction], num_nodes)
+        item_has_id = data.item_has_id.clone()
+        item_has_id[chosen.to(item_has_id.device)] = False
+        return dataclasses.replace(data, adjacency=adjacency.to(self.device), item_has_id=item_has_id)
+
     # -- validation ----------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self, model: HybridGNN, data: GraphTrainingData) -> float:
@@ -167,10 +192,11 @@ class Trainer:
         bar = tqdm(epochs, desc="train", unit="epoch", disable=not self.progress, leave=False)
         for epoch in bar:
             total, steps = 0.0, 0
+            epoch_data = self._with_cold_items(data, generator)
             for batch in self._batches(data, generator):
                 autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
                 with autocast:
-                    loss = self._loss(model, data, batch, generator)
+                    loss = self._loss(model, epoch_data, batch, generator)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
