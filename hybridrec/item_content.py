@@ -115,8 +115,8 @@ def align_image_with_text(content: ItemContent, text_block: str = "auto", n_comp
     text of ``text_block``; the new block is the normalised sum of each item's two projections (an
     item with only one of them is placed by that one). So the block keeps what a picture and its
     description agree on (setting, tone, genre) and drops the rest. On MovieLens-100K cold items,
-    posters given raw cost 2.6% recall@20 against title + overview alone; aligned with the overview
-    they gain 1.5% over six split seeds (``benchmarks/README.md``).
+    posters given raw cost 1.3% recall@20 against title + overview alone (split seeds 0-2); aligned
+    with the overview they gain 1.5% there and 2.1% over six split seeds (``benchmarks/README.md``).
 
     Args:
         content: blocks from :func:`encode_item_content`; changed in place.

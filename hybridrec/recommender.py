@@ -401,8 +401,9 @@ class HybridRecommender(RecommenderBase):
                           dim=self.dim, num_layers=self.num_layers, id_dropout=self.id_dropout)
         edge_index, edge_weight = edges_for(train)
         data = GraphTrainingData(adjacency=normalized_adjacency(edge_index, edge_weight, total),
-                                 content=content_tensors, present=present, user_has_id=user_has_id, item_has_id=item_has_id, train=train,
-                                 valid=valid, edge_index=edge_index, edge_weight=edge_weight)
+                                 content=content_tensors, present=present, user_has_id=user_has_id,
+                                 item_has_id=item_has_id, train=train, valid=valid, edge_index=edge_index,
+                                 edge_weight=edge_weight)
         trainer = Trainer(config, checkpoint_dir=checkpoint_dir, progress=self.progress)
         self.train_result_ = trainer.fit(model, data)
         # Inference propagates over every training edge, including the validation hold-out.
