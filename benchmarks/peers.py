@@ -67,20 +67,24 @@ class RidgeContentEASE(EASERecommender):
     content ``[genre flags, MiniLM(title + genres)]`` fitted on warm items (the strongest
     cold-start peer measured for MovieLens).
 
-    With ``text_cols`` / ``image_col`` set, the content vector is instead the genre flags plus one
-    block per embedding (hybridrec's blocks, unweighted), as in the modality ablation.
+    With ``text_cols`` / ``image_col`` set, the content vector is instead the genre flags, the
+    release-year buckets (``with_year``) and one block per embedding (hybridrec's blocks, unweighted),
+    as in the modality ablation.
     """
 
     def __init__(self, *, l2: float = 250.0, content_l2: float = 3.0, cache_dir: str = "runs/feature-cache",
-                 text_cols: list[str] | None = None, image_col: str | None = None) -> None:
+                 text_cols: list[str] | None = None, image_col: str | None = None, with_year: bool = True) -> None:
         super().__init__(l2=l2)
         self.content_l2, self.cache_dir, self.text_cols, self.image_col = content_l2, cache_dir, text_cols, image_col
+        self.with_year = with_year
 
     def _content(self, items) -> np.ndarray:
         if self.text_cols is None and self.image_col is None:
             return np.hstack([genre_flags(items, self.item_ids_), title_genre_embeddings(items, self.item_ids_, self.cache_dir)])
         blocks = content_blocks(items, self.item_ids_, text_cols=self.text_cols or [], image_col=self.image_col,
                                 cache_dir=self.cache_dir)
+        if not self.with_year:
+            del blocks["year"]
         return np.hstack(list(blocks.values()))
 
     def _fit(self, interactions, items, users) -> None:
