@@ -40,8 +40,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import peers  # noqa: E402
 from data_builders.movielens import load_movielens_100k  # noqa: E402
 from evaluation.protocol import EvaluationConfig, catalog_tables, dataset_summary, evaluate_model  # noqa: E402
+from hybridrec.item_content import encode_item_content  # noqa: E402
 from hybridrec.recommender import HybridRecommender  # noqa: E402
 from model_vs_peers import protocol_splits  # noqa: E402
 
@@ -103,8 +105,6 @@ def main(argv: list[str] | None = None) -> None:
     if "overview" not in dataset.items:
         raise SystemExit("ml-100k-tmdb/ (overviews and posters) was not found beside ml-100k/")
     provenance = dataset_summary(dataset.interactions, dataset.name)
-    import peers
-
     rows, peer_rows, correlations = [], [], []
     for seed in args.seeds:
         split = protocol_splits(dataset.interactions, seed)["cold-item"]
@@ -138,7 +138,6 @@ def main(argv: list[str] | None = None) -> None:
         predicted = booster.fit(features[warm], np.log1p(counts[warm])).predict(features[cold])
 
         # Text profile: the cosine between an item's text and the mean text of the user's history.
-        from hybridrec.item_content import encode_item_content
         content = encode_item_content(items, model.item_ids_, text_cols=FIT["item_text_cols"], image_col=None,
                                       cache_dir=args.cache_dir, progress=False)
         text = np.hstack(list(content.blocks.values()))
