@@ -41,8 +41,32 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except HybridRecError as err:
-        print(f"hybridrec {args.command}: error: {err}", file=sys.stderr)
-        return 1
+        return _fail(args.command, str(err))
+    except OSError as err:
+        # Files the boundary checks could not foresee (a disk filling up, a folder made read-only
+        # meanwhile): name the file and the reason, no traceback.
+        where = f"{err.filename}: " if err.filename else ""
+        return _fail(args.command, f"{where}{err.strerror or err}")
+    except KeyboardInterrupt:
+        print(f"hybridrec {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the last line of defence of a command-line tool
+        if args.verbose >= 2:
+            raise
+        return _fail(args.command, f"internal error ({type(err).__name__}: {err}); this is a bug in hybridrec: "
+                                   "please report it with the output of the same command run with -vv",
+                     code=INTERNAL_ERROR)
+
+
+#: Exit code of an unexpected exception (a bug), apart from 1 for bad input and 2 for bad flags.
+INTERNAL_ERROR = 70
+
+
+def _fail(command: str, message: str, code: int = 1) -> int:
+    """Print ``message`` as one ``hybridrec COMMAND: error: ...`` line on stderr; return ``code``."""
+    one_line = " ".join(message.split())
+    print(f"hybridrec {command}: error: {one_line}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover
