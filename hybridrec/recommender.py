@@ -164,7 +164,7 @@ class HybridRecommender(RecommenderBase):
     def fit(self, interactions: pd.DataFrame, items: pd.DataFrame | None = None, users: pd.DataFrame | None = None,
             *, item_text_cols: Sequence[str] | None = None, item_image_col: str | None = None,
             item_attr_cols: Sequence[str] | None = None, user_attr_cols: Sequence[str] | None = None,
-            checkpoint_dir: str | Path | None = None) -> "HybridRecommender":
+            checkpoint_dir: str | Path | None = None, fresh_checkpoint: bool = False) -> "HybridRecommender":
         """Fit on ``interactions`` (user_id, item_id, optional weight/timestamp) and the catalogs.
 
         Args:
@@ -175,14 +175,18 @@ class HybridRecommender(RecommenderBase):
             item_image_col: column of local image paths (None: no images).
             item_attr_cols: categorical, multi-valued (lists) or numeric item attribute columns.
             user_attr_cols: user attribute columns (same kinds).
-            checkpoint_dir: GNN checkpoints (training resumes from it when interrupted).
+            checkpoint_dir: GNN checkpoints (training resumes from it when interrupted). A checkpoint
+                written for another training config or other training data is refused with a
+                :class:`HybridRecError` naming it and what differs.
+            fresh_checkpoint: ignore a checkpoint in ``checkpoint_dir``, train from the start and
+                replace it.
 
         Returns:
             self.
         """
         self._fit_options = {"item_text_cols": list(item_text_cols or []), "item_image_col": item_image_col,
                              "item_attr_cols": list(item_attr_cols or []), "user_attr_cols": list(user_attr_cols or []),
-                             "checkpoint_dir": checkpoint_dir}
+                             "checkpoint_dir": checkpoint_dir, "fresh_checkpoint": fresh_checkpoint}
         return super().fit(interactions, items, users)
 
     def _fit(self, interactions: pd.DataFrame, items: pd.DataFrame | None, users: pd.DataFrame | None) -> None:
@@ -243,7 +247,7 @@ class HybridRecommender(RecommenderBase):
         tick = time.perf_counter()
         self.user_embeddings_ = self.item_embeddings_ = None
         if self.use_gnn:
-            self._fit_gnn(graph, content, binary, options["checkpoint_dir"])
+            self._fit_gnn(graph, content, binary, options["checkpoint_dir"], options["fresh_checkpoint"])
         timings["gnn_seconds"] = time.perf_counter() - tick
         timings["fit_seconds"] = time.perf_counter() - started
         self.fit_timings_ = timings
@@ -360,7 +364,8 @@ class HybridRecommender(RecommenderBase):
         scale = float(np.std(warm_scores)) / max(float(np.std(cold_scores)), 1e-12)
         return (blended * scale).astype(np.float32)
 
-    def _fit_gnn(self, graph, content: ItemContent, binary: sp.csr_matrix, checkpoint_dir) -> None:
+    def _fit_gnn(self, graph, content: ItemContent, binary: sp.csr_matrix, checkpoint_dir,
+                 fresh_checkpoint: bool = False) -> None:
         from training.config import TrainConfig
         from training.trainer import GraphTrainingData, Trainer
 
@@ -404,7 +409,8 @@ class HybridRecommender(RecommenderBase):
                                  content=content_tensors, present=present, user_has_id=user_has_id,
                                  item_has_id=item_has_id, train=train, valid=valid, edge_index=edge_index,
                                  edge_weight=edge_weight)
-        trainer = Trainer(config, checkpoint_dir=checkpoint_dir, progress=self.progress)
+        trainer = Trainer(config, checkpoint_dir=checkpoint_dir, progress=self.progress,
+                          fresh_checkpoint=fresh_checkpoint)
         self.train_result_ = trainer.fit(model, data)
         # Inference propagates over every training edge, including the validation hold-out.
         full = GraphTrainingData(adjacency=normalized_adjacency(*edges_for(binary), total), content=content_tensors,
@@ -512,6 +518,15 @@ class HybridRecommender(RecommenderBase):
         return {name: getattr(self, name) for name in self._STATE if getattr(self, name, None) is not None}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore the saved tensors after checking that the parameters call for exactly these,
+        sized for the id tables, ``dim`` and ``num_layers``."""
+        expected: dict[str, tuple] = {"item_popularity_": ("items",)}
+        if self.use_cf and len(self.item_ids_) <= self.max_ease_items:
+            expected["item_weights_"] = ("items", "items")
+        if self.use_gnn:
+            expected.update(user_embeddings_=("users", self.dim), item_embeddings_=("items", self.dim),
+                            item_layers_=(self.num_layers + 1, "items", self.dim), item_degree_=("items",))
+        self._check_state(state, expected)
         for name in self._STATE:
             setattr(self, name, state.get(name))
 

@@ -2,14 +2,16 @@
 
 Adam with weight decay, full-catalog softmax or BPR with sampled negatives, early stopping on
 validation recall@K (computed with :mod:`evaluation.metrics`), best-state keeping, resumable
-checkpoints, seed control, CPU or GPU (AMP on GPU), a progress bar and per-epoch logs. Each
-epoch a seeded share of the warm items is trained as cold (``TrainConfig.cold_item_share``).
+checkpoints (resumed only on the config and training data they were written for), seed control,
+CPU or GPU (AMP on GPU), a progress bar and per-epoch logs. Each epoch a seeded share of the warm
+items is trained as cold (``TrainConfig.cold_item_share``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import math
 import time
@@ -24,12 +26,44 @@ from tqdm.auto import tqdm
 from evaluation.metrics import RankingMetrics
 from hybridrec.device import resolve_device
 from hybridrec.models.hybrid_gnn import HybridGNN, bpr_loss, normalized_adjacency, sampled_negatives, softmax_loss
-from training.checkpoints import load_checkpoint, save_checkpoint
+from training.checkpoints import check_resumable, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last.pt"
+#: Bump when :meth:`GraphTrainingData.fingerprint` changes what it covers.
+FINGERPRINT_FORMAT = 1
+
+
+def _array_bytes(value: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``value`` as a C-contiguous CPU numpy array (bfloat16 by its bit pattern)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        if value.dtype == torch.bfloat16:
+            value = value.view(torch.int16)
+        value = value.contiguous().numpy()
+    return np.ascontiguousarray(value)
+
+
+def _digest(arrays: list[torch.Tensor | np.ndarray]) -> str:
+    """SHA-256 over each array's dtype, shape and bytes, in order: equal data, equal digest in every process."""
+    digest = hashlib.sha256()
+    for value in arrays:
+        array = _array_bytes(value)
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
+def _csr_arrays(matrix: sp.csr_matrix | None) -> list[np.ndarray]:
+    """A CSR matrix in canonical form (sorted, duplicates summed) as fixed-dtype arrays."""
+    if matrix is None:
+        return [np.zeros(0, dtype=np.int64)]
+    canonical = sp.csr_matrix(matrix, copy=True)
+    canonical.sum_duplicates()
+    return [np.asarray(canonical.shape, dtype=np.int64), canonical.indptr.astype(np.int64),
+            canonical.indices.astype(np.int64), canonical.data.astype(np.float64)]
 
 
 @dataclass
@@ -59,6 +93,39 @@ class GraphTrainingData:
     valid: sp.csr_matrix | None = None
     edge_index: torch.Tensor | None = None
     edge_weight: torch.Tensor | None = None
+
+    def fingerprint(self) -> dict:
+        """What this data is, for checking that a checkpoint was trained on it.
+
+        Sizes (users, items, attribute nodes, training/validation interactions, graph edges),
+        content dims per block, and two SHA-256 digests over the tensors' bytes: one of the
+        training and validation interactions, the graph edges and weights (the normalised
+        adjacency when no edges are given) and the ID masks; one of the content blocks and their
+        presence masks. Deterministic (same data, same fingerprint in every process) and cheap
+        (one pass over the bytes). Only numbers and strings, so it saves in a checkpoint.
+        """
+        num_users, num_items = self.train.shape
+        if self.edge_index is not None:
+            edges = [self.edge_index.to(torch.int64), self.edge_weight.to(torch.float32)]
+            num_edges = int(self.edge_index.shape[1])
+        elif self.adjacency.layout == torch.strided:
+            edges, num_edges = [self.adjacency], int(torch.count_nonzero(self.adjacency))
+        else:
+            coo = self.adjacency.detach().cpu().to_sparse_coo().coalesce()
+            edges, num_edges = [coo.indices(), coo.values()], int(coo.values().numel())
+        interactions = [*_csr_arrays(self.train), *_csr_arrays(self.valid), *edges,
+                        np.asarray(self.adjacency.shape, dtype=np.int64), self.user_has_id, self.item_has_id]
+        content = []
+        for name in sorted(self.content):
+            content += [np.frombuffer(name.encode(), dtype=np.uint8), self.content[name], self.present[name]]
+        return {
+            "format": FINGERPRINT_FORMAT, "num_users": int(num_users), "num_items": int(num_items),
+            "num_attribute_nodes": int(self.adjacency.shape[0]) - int(num_users) - int(num_items),
+            "train_interactions": int(self.train.nnz),
+            "valid_interactions": 0 if self.valid is None else int(self.valid.nnz), "edges": num_edges,
+            "content_dims": {name: int(block.shape[1]) for name, block in sorted(self.content.items())},
+            "interactions_sha256": _digest(interactions), "content_sha256": _digest(content),
+        }
 
     def to(self, device: torch.device) -> "GraphTrainingData":
         return dataclasses.replace(
@@ -98,15 +165,21 @@ class Trainer:
 
     Args:
         config: hyper-parameters and seed.
-        checkpoint_dir: where ``last.pt`` is written after every validation run; if it already
-            holds one with the same config, training resumes from it.
+        checkpoint_dir: where ``last.pt`` is written after every validation run, with the config
+            and the training data's :meth:`GraphTrainingData.fingerprint`. If it already holds
+            one, training resumes from it when both match, and refuses (:class:`HybridRecError`
+            naming the file and what differs) when they do not.
         progress: show a tqdm progress bar.
+        fresh_checkpoint: ignore a checkpoint already in ``checkpoint_dir`` and train from the
+            start; it is replaced at the first validation run.
     """
 
-    def __init__(self, config: TrainConfig, checkpoint_dir: str | Path | None = None, progress: bool = True) -> None:
+    def __init__(self, config: TrainConfig, checkpoint_dir: str | Path | None = None, progress: bool = True, *,
+                 fresh_checkpoint: bool = False) -> None:
         self.config = config
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.progress = progress
+        self.fresh_checkpoint = fresh_checkpoint
         self.device = training_device(config.device)
 
     # -- one step ------------------------------------------------------------------------------
@@ -172,8 +245,14 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------------
     def fit(self, model: HybridGNN, data: GraphTrainingData) -> TrainResult:
-        """Train ``model`` in place; on return it holds the best validated state (or the last)."""
+        """Train ``model`` in place; on return it holds the best validated state (or the last).
+
+        Raises:
+            HybridRecError: ``checkpoint_dir`` holds a checkpoint of another config or other data
+                (and ``fresh_checkpoint`` is off).
+        """
         config = self.config
+        fingerprint = self._fingerprint(data)
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
         model.to(self.device).train()
@@ -184,7 +263,7 @@ class Trainer:
         result = TrainResult()
         best_state = None
         start_epoch, stale = 0, 0
-        resumed = self._resume(model, optimizer, generator)
+        resumed = self._resume(model, optimizer, generator, fingerprint)
         if resumed is not None:
             start_epoch, result, best_state, stale = resumed
         started = time.perf_counter()
@@ -218,7 +297,7 @@ class Trainer:
             logger.info("epoch %s", " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
             bar.set_postfix({k: round(v, 4) for k, v in entry.items() if k != "epoch"})
             if validate_now:
-                self._save(model, optimizer, generator, epoch + 1, result, best_state, stale)
+                self._save(model, optimizer, generator, epoch + 1, result, best_state, stale, fingerprint)
                 if stale >= config.patience:
                     result.stopped_early = True
                     break
@@ -229,23 +308,40 @@ class Trainer:
         return result
 
     # -- checkpoints ---------------------------------------------------------------------------
-    def _save(self, model, optimizer, generator, epoch, result, best_state, stale) -> None:
+    def _fingerprint(self, data: GraphTrainingData) -> dict | None:
+        """The data's fingerprint when checkpoints are written (none needed otherwise)."""
+        if self.checkpoint_dir is None:
+            return None
+        started = time.perf_counter()
+        fingerprint = data.fingerprint()
+        logger.debug("training-data fingerprint in %.2f s: %s", time.perf_counter() - started, fingerprint)
+        return fingerprint
+
+    def _save(self, model, optimizer, generator, epoch, result, best_state, stale, fingerprint) -> None:
         if self.checkpoint_dir is None:
             return
         save_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT, {
-            "config": self.config.to_dict(), "epoch": epoch, "stale": stale,
+            "config": self.config.to_dict(), "data_fingerprint": fingerprint, "epoch": epoch, "stale": stale,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "best_state": best_state, "best_score": result.best_score, "best_epoch": result.best_epoch,
             "history": result.history, "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
         })
 
-    def _resume(self, model, optimizer, generator):
-        if self.checkpoint_dir is None or not (self.checkpoint_dir / LAST_CHECKPOINT).is_file():
+    def _resume(self, model, optimizer, generator, fingerprint):
+        """Restore the state saved in ``last.pt``; None when there is none or a fresh start was asked.
+
+        Raises:
+            HybridRecError: the checkpoint is unreadable or was written for another config or data.
+        """
+        path = None if self.checkpoint_dir is None else self.checkpoint_dir / LAST_CHECKPOINT
+        if path is None or not path.exists():
             return None
-        state = load_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT)
-        if state.get("config") != self.config.to_dict():
-            logger.warning("%s was written with another config: starting afresh", self.checkpoint_dir / LAST_CHECKPOINT)
+        if self.fresh_checkpoint:
+            logger.warning("%s: not resumed (fresh_checkpoint): training from the start; it is replaced at the "
+                           "first validation run", path)
             return None
+        state = load_checkpoint(path)
+        check_resumable(path, state, config=self.config.to_dict(), fingerprint=fingerprint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
