@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -17,10 +16,10 @@ from data_builders.parsing import (LINE, MISSING_MARKERS, as_strings, parse_nume
                                    require_rows, skip_rows)
 from data_builders.report import LoadReport
 from data_builders.tables import ColumnRoles
+from hybridrec.features.image_paths import resolve_image_paths
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 IMAGE_COLUMN = "image_path"
 
 
@@ -85,41 +84,30 @@ def _check_roles(id_col: str, id_name: str, declared: dict[str, Sequence[str]], 
 
 
 def image_paths(ids: pd.Series, values: pd.Series | None, *, image_dir: str | Path | None,
-                base_dir: Path, file: object, report: LoadReport) -> list[str | None]:
+                base_dir: Path, file: object, report: LoadReport, lines: Sequence[int] | None = None,
+                column: str | None = None) -> list[str | None]:
     """Local image path per row (``None`` where there is none), with a note on how many were found.
 
     With ``values`` (an image column), relative paths are resolved against ``image_dir`` (or the
     catalog file's folder); URLs are not fetched. Without, ``image_dir/<id>.jpg`` (or .jpeg, .png,
-    .webp) is used when that file exists.
+    .webp) is used when that file exists. With ``image_dir``, paths that resolve outside it (``..``,
+    absolute paths, symlinks) are refused and counted in ``report`` with their line (see
+    :func:`hybridrec.features.image_paths.resolve_image_paths`).
     """
     if image_dir is not None and not Path(image_dir).is_dir():
         raise HybridRecError(f"{image_dir}: image folder not found")
-    if values is None:
-        folder = Path(image_dir).absolute()
-        by_stem: dict[str, str] = {}
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                stem, suffix = os.path.splitext(entry.name)
-                if suffix.lower() in IMAGE_SUFFIXES and (stem not in by_stem or suffix.lower() == ".jpg"):
-                    by_stem[stem] = entry.name
-        paths = [str(folder / by_stem[i]) if i in by_stem else None for i in ids.tolist()]
-    else:
-        base = Path(image_dir) if image_dir is not None else base_dir
-        paths, urls, absent = [], 0, 0
-        for value in as_strings(values).tolist():
-            if not value:
-                paths.append(None)
-            elif "://" in value:
-                urls += 1
-                paths.append(None)
-            else:
-                candidate = Path(value) if Path(value).is_absolute() else base.absolute() / value
-                absent += not candidate.is_file()
-                paths.append(str(candidate) if candidate.is_file() else None)
-        if urls:
-            report.note(f"{file}: {urls} image value(s) are URLs; only local files are used")
+    found_paths = resolve_image_paths(ids.tolist(), None if values is None else as_strings(values).tolist(),
+                                      image_dir=image_dir, base_dir=base_dir, file=file, column=column, lines=lines)
+    paths = found_paths.paths
+    if values is not None:
+        absent = sum(path is not None and not Path(path).is_file() for path in paths)
+        paths = [path if path is not None and Path(path).is_file() else None for path in paths]
+        if found_paths.urls:
+            report.note(f"{file}: {found_paths.urls} image value(s) are URLs; only local files are used")
         if absent:
             report.note(f"{file}: {absent} image file(s) named in the image column do not exist")
+    for line in found_paths.lines():
+        report.note(line)
     found = sum(p is not None for p in paths)
     report.note(f"{file}: {found} of {len(paths)} rows have a local image")
     return paths
@@ -166,7 +154,8 @@ def build_catalog(table: pd.DataFrame, *, file: object, report: LoadReport, id_c
     if image_col is not None or image_dir is not None:
         base = base_dir if base_dir is not None else Path(".")
         paths = image_paths(catalog[id_name], table[image_col] if image_col else None,
-                            image_dir=image_dir, base_dir=base, file=file, report=report)
+                            image_dir=image_dir, base_dir=base, file=file, report=report,
+                            lines=table[LINE].tolist(), column=image_col)
         catalog[IMAGE_COLUMN] = pd.Series(paths, index=catalog.index, dtype=object)
         image = IMAGE_COLUMN
     catalog[LINE] = table[LINE].to_numpy()

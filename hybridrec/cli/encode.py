@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from data_builders.errors import HybridRecError
+from hybridrec.features.image_paths import resolve_image_paths, validate_image_pattern
 
 ENCODE_DATASETS = ("movielens-100k",)
 MOVIELENS_TEMPLATE = "{title}. Genres: {genres}"
@@ -88,22 +89,22 @@ def _load_items(args: argparse.Namespace):
 
 
 def _image_paths(items, id_col: str, image_col: str | None, image_dir: Path, pattern: str):
-    """Add a ``__image_path__`` column: ``image_dir / value`` of ``image_col``, else ``image_dir / pattern``."""
+    """Add a ``__image_path__`` column: ``image_dir / value`` of ``image_col``, else ``image_dir / pattern``.
+
+    Paths that resolve outside ``image_dir`` are refused (the item has no image) and reported on stderr.
+    """
     if not image_dir.is_dir():
         raise HybridRecError(f"--image-dir {image_dir} is not a folder")
+    validate_image_pattern(pattern)
     items = items.copy()
-    if image_col is not None:
-        if image_col not in items.columns:
-            raise HybridRecError(f"no image column {image_col!r}; columns: {list(items.columns)}")
-        items["__image_path__"] = [None if value is None or str(value) in ("", "nan") else
-                                   str(image_dir / str(value)) for value in items[image_col]]
-        return items, "__image_path__"
-    records = items.to_dict("records")
-    try:
-        names = [pattern.format(**{**record, "item_id": record[id_col]}) for record in records]
-    except (KeyError, IndexError, ValueError) as err:
-        raise HybridRecError(f"--image-pattern {pattern!r} cannot be filled from the item columns: {err}") from None
-    items["__image_path__"] = [str(image_dir / name) for name in names]
+    if image_col is not None and image_col not in items.columns:
+        raise HybridRecError(f"no image column {image_col!r}; columns: {list(items.columns)}")
+    found = resolve_image_paths(items[id_col].tolist(), None if image_col is None else items[image_col].tolist(),
+                                image_dir=image_dir, pattern=None if image_col is not None else pattern,
+                                column=image_col)
+    for line in found.lines():
+        print(f"warning: {line}", file=sys.stderr)
+    items["__image_path__"] = found.paths
     return items, "__image_path__"
 
 

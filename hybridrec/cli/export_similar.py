@@ -4,12 +4,14 @@ sharded, or merged from shards."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from data_builders.errors import HybridRecError, located
+from hybridrec.features.image_paths import resolve_image_paths
 from hybridrec.id_map import IdMap
 
 ID_COLUMN_NAMES = ("item_id", "user_id", "id")
@@ -141,11 +143,11 @@ def _export_from_content(args: argparse.Namespace, options: dict):
     if args.image_dir and args.image_col:
         raise HybridRecError("give --image-dir or --image-col, not both")
     if args.image_dir:
-        try:
-            image_paths = [str(Path(args.image_dir) / args.image_pattern.format(item_id=item_id))
-                           for item_id in item_ids.ids]
-        except (KeyError, IndexError, ValueError):
-            raise HybridRecError(f"--image-pattern {args.image_pattern!r} may only use {{item_id}}") from None
+        found = resolve_image_paths(item_ids.ids.tolist(), image_dir=args.image_dir, pattern=args.image_pattern,
+                                    file=args.items)
+        for line in found.lines():
+            print(f"warning: {line}", file=sys.stderr)
+        image_paths = found.paths
     elif args.image_col:
         if args.image_col not in items.columns:
             raise HybridRecError(located(f"no image column {args.image_col!r}", file=args.items))

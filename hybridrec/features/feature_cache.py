@@ -14,18 +14,26 @@ text, or of the image file's bytes (re-read only when the file's size or mtime c
 run encodes only new or changed items, and nothing at all when nothing changed. Items absent from
 a later call stay in the cache. Each modality folder is replaced atomically.
 
+Several processes may encode into one cache at once: a store is re-read, merged with the new
+vectors and written while holding an exclusive ``fcntl.flock`` on ``<model>-<hash>.lock`` beside its
+folder (reads take the lock shared), so no writer's items are lost and no reader sees a half-swapped
+folder. The lock is advisory and local: processes on several machines sharing the cache over a
+network filesystem without working ``flock`` are not serialised.
+
 :func:`encode_items` is the entry point the models call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,6 +82,41 @@ def _folder_name(identity: dict, view: str) -> str:
     return f"{slug}-{key}"
 
 
+@contextlib.contextmanager
+def store_lock(folder: Path, *, exclusive: bool) -> Iterator[None]:
+    """Hold ``flock`` on ``<folder>.lock`` beside a store folder: exclusive to write, shared to read.
+
+    The lock file lives beside the folder, not in it, because saving replaces the folder. A read of a
+    cache that does not exist yet, or that this user cannot write (so no writer of ours can be
+    changing it), takes no lock.
+
+    Raises:
+        HybridRecError: the lock file cannot be created for a write.
+    """
+    lock_path = folder.parent / f"{folder.name}.lock"
+    try:
+        if exclusive:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+b")
+    except OSError as err:
+        if exclusive:
+            raise HybridRecError(f"{lock_path}: cannot create the feature cache lock ({err.strerror or err})") from None
+        logger.debug("%s: reading without a lock (%s)", folder, err.strerror or err)
+        yield
+        return
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("%s: waiting for another process using this feature cache", folder)
+            fcntl.flock(handle.fileno(), mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 @dataclass
 class FeatureStore:
     """One modality's vectors from one model: the rows of ``<cache_dir>/<modality>/<model>-<hash>/``.
@@ -97,8 +140,16 @@ class FeatureStore:
 
     @classmethod
     def open(cls, cache_dir: str | Path, modality: str, identity: dict, view: str = "") -> "FeatureStore":
-        """The store for ``identity`` and ``view`` under ``cache_dir``; empty when absent or unreadable (logged)."""
+        """The store for ``identity`` and ``view`` under ``cache_dir``; empty when absent or unreadable (logged).
+
+        Read under the store's shared lock, so never half-way through another process's save.
+        """
         folder = Path(cache_dir) / modality / _folder_name(identity, view)
+        with store_lock(folder, exclusive=False):
+            return cls._read(folder, modality, identity, view)
+
+    @classmethod
+    def _read(cls, folder: Path, modality: str, identity: dict, view: str) -> "FeatureStore":
         empty = cls(folder=folder, modality=modality, identity=identity, view=view,
                     table=pd.DataFrame({"item_id": [], "content_hash": []}), vectors=np.zeros((0, 0), np.float32))
         if not (folder / "manifest.json").is_file():
@@ -147,8 +198,29 @@ class FeatureStore:
         self.table = pd.concat([self.table.loc[keep], rows], ignore_index=True)
         self.vectors = np.concatenate([self.vectors[keep], vectors.astype(np.float32)], axis=0)
 
+    def merge_and_save(self, rows: pd.DataFrame, vectors: np.ndarray,
+                       extra_manifest: dict | None = None) -> "FeatureStore":
+        """Add ``rows`` to the store as it is on disk now and write it, under the exclusive lock.
+
+        The store is re-read first, so items that another process saved since this one was opened
+        are kept (an item in both takes this call's vector). Returns the merged store.
+        """
+        with store_lock(self.folder, exclusive=True):
+            current = self._read(self.folder, self.modality, self.identity, self.view)
+            current.upsert(rows, vectors)
+            current._write(extra_manifest)
+        return current
+
     def save(self, extra_manifest: dict | None = None) -> None:
-        """Write the store (vectors, id table, manifest) atomically."""
+        """Write the store (vectors, id table, manifest) atomically, under the exclusive lock.
+
+        This replaces what is on disk with this object's rows; to add rows while other processes
+        may be writing, use :meth:`merge_and_save`.
+        """
+        with store_lock(self.folder, exclusive=True):
+            self._write(extra_manifest)
+
+    def _write(self, extra_manifest: dict | None) -> None:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         manifest = {
             "format": CACHE_FORMAT, "modality": self.modality, "model": self.identity.get("model"),
@@ -300,9 +372,10 @@ def _encode_texts(items: pd.DataFrame, ids: pd.Index, text_cols, text_template, 
         result = encoder.encode_with_report([texts[i] for i in todo])
         encode_seconds = time.perf_counter() - started
         truncated = int(result.truncated.sum())
-        store.upsert(pd.DataFrame({"item_id": ids[todo], "content_hash": [hashes[i] for i in todo],
-                                   "empty": result.empty, "truncated": result.truncated}), result.embeddings)
-        store.save({"text_template": template, "text_columns": list(text_cols or []), "dim": encoder.dim})
+        store = store.merge_and_save(
+            pd.DataFrame({"item_id": ids[todo], "content_hash": [hashes[i] for i in todo],
+                          "empty": result.empty, "truncated": result.truncated}), result.embeddings,
+            {"text_template": template, "text_columns": list(text_cols or []), "dim": encoder.dim})
         rows = store.positions(ids, hashes)
     stats = ModalityStats(modality="text", model=identity["model"], items=len(ids), encoded=len(todo),
                           reused=len(ids) - len(todo), absent=int(empty.sum()), truncated=truncated,
@@ -360,11 +433,11 @@ def _encode_images(paths: list, ids: pd.Index, cache_dir: Path, encoder, options
         started = time.perf_counter()
         result = encoder.encode_with_report([sources[i] for i in todo])
         encode_seconds = time.perf_counter() - started
-        store.upsert(pd.DataFrame({"item_id": ids[todo], "content_hash": [hashes[i] for i in todo],
-                                   "present": result.present, "status": result.status,
-                                   "source": [sources[i] for i in todo],
-                                   "stat": [stat_signatures[i] for i in todo]}), result.embeddings)
-        store.save({"image_transform": identity["transform"], "dim": encoder.dim})
+        store = store.merge_and_save(
+            pd.DataFrame({"item_id": ids[todo], "content_hash": [hashes[i] for i in todo],
+                          "present": result.present, "status": result.status, "source": [sources[i] for i in todo],
+                          "stat": [stat_signatures[i] for i in todo]}), result.embeddings,
+            {"image_transform": identity["transform"], "dim": encoder.dim})
         rows = store.positions(ids, hashes)
     present = store.table["present"].to_numpy(dtype=bool)[rows] if len(ids) else np.zeros(0, dtype=bool)
     stats = ModalityStats(modality="image", model=identity["model"], items=len(ids), encoded=len(todo),
