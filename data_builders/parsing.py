@@ -9,6 +9,14 @@ the offending line.
 Delimited files without quoting are split with Arrow kernels (about a million lines a second);
 files that use CSV quotes go through Python's ``csv`` module so quoted separators and newlines
 are honoured and every row keeps its line number.
+
+One rule for ids (and every other value read as text) across formats: **an id is its text exactly
+as written in the file**, trimmed. CSV quotes and JSON string quotes are not part of the text, and
+JSON numbers keep the text they were written with (read with ``parse_int``/``parse_float`` as
+strings). So in CSV, TSV and JSON Lines alike ``1`` and ``"1"`` are one id and ``1.0`` is another;
+``007`` stays ``007``. Parquet columns are typed, so there an integer column gives its digits, a
+float column of whole numbers (how pandas returns an integer column with nulls) gives them without
+``.0``, and a string column gives its text (see :func:`as_strings`).
 """
 
 from __future__ import annotations
@@ -70,7 +78,8 @@ def read_text(path: str | Path, encoding: str = "utf-8", *, sep: str | None = No
         column = _column_of_byte(raw, err.start, sep, names)
         raise HybridRecError(
             located(f"cannot decode byte 0x{raw[err.start]:02x} as {encoding}; "
-                    "pass the file's encoding (e.g. encoding='latin-1')", file=path, line=line, column=column)
+                    "pass the file's encoding (--encoding latin-1 on the command line, encoding='latin-1' "
+                    "in Python)", file=path, line=line, column=column)
         ) from None
     except LookupError:
         raise HybridRecError(f"{path}: unknown encoding {encoding!r}") from None
@@ -219,6 +228,9 @@ def read_json_lines(path: str | Path, *, encoding: str = "utf-8", report: LoadRe
                     allow_python_literals: bool = False) -> pd.DataFrame:
     """Read JSON Lines (one object per line) into a table with a ``__line__`` column.
 
+    Numbers are kept as the text they were written with (``1.0`` stays ``"1.0"``; see the module
+    docstring); the numeric parsers read them from that text.
+
     Args:
         allow_python_literals: also accept Python dict literals (older Amazon metadata dumps).
 
@@ -237,7 +249,7 @@ def read_json_lines(path: str | Path, *, encoding: str = "utf-8", report: LoadRe
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line, parse_int=str, parse_float=str)  # numbers keep their text
         except json.JSONDecodeError as err:
             value = None
             if allow_python_literals:
@@ -245,6 +257,8 @@ def read_json_lines(path: str | Path, *, encoding: str = "utf-8", report: LoadRe
                     value = ast.literal_eval(line.strip())
                 except (ValueError, SyntaxError, MemoryError, RecursionError):
                     value = None
+                if isinstance(value, dict):
+                    value = {key: _number_text(item) for key, item in value.items()}
             if value is None:
                 failed += 1
                 report.skip(f"invalid JSON ({err.msg})", file=path, line=line_number)
@@ -261,6 +275,13 @@ def read_json_lines(path: str | Path, *, encoding: str = "utf-8", report: LoadRe
     table = pd.DataFrame.from_records(objects) if objects else pd.DataFrame()
     table[LINE] = np.asarray(lines, dtype=np.int64)
     return table
+
+
+def _number_text(value: object) -> object:
+    """A Python-literal number as the text Python writes it (``1``, ``1.0``), like a JSON number's text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    return value
 
 
 def read_parquet(path: str | Path, *, report: LoadReport) -> pd.DataFrame:
@@ -308,8 +329,9 @@ def require_rows(table: pd.DataFrame, *, file: object, report: LoadReport) -> No
     """Raise when nothing usable is left of ``file`` (with what was skipped, so nothing vanishes)."""
     if len(table):
         return
-    skipped = [line for line in report.lines() if line.startswith("skipped") and str(file) in line]
-    detail = "; ".join(skipped[:3]) if skipped else "it has a header but no data rows"
+    reasons = report.reasons(file)
+    detail = ("skipped " + "; ".join(f"{count} row(s): {reason}" for reason, count in reasons) if reasons
+              else "it has a header but no data rows")
     raise HybridRecError(f"{file}: no usable rows ({detail})")
 
 
@@ -410,64 +432,12 @@ def parse_numeric(table: pd.DataFrame, column: str, *, file: object, report: Loa
     return table
 
 
-# Numeric timestamps above these magnitudes are taken as milli-, micro- or nanoseconds.
-TIMESTAMP_UNITS = ((1e17, 10**9, "nanoseconds"), (1e14, 10**6, "microseconds"), (1e11, 10**3, "milliseconds"))
-
-
-def _datetime_seconds(values: pd.Series) -> np.ndarray:
-    """Unix seconds (float, NaN for NaT) of a datetime Series; naive times are taken as UTC."""
-    if values.dt.tz is None:
-        values = values.dt.tz_localize("UTC")
-    seconds = (values - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    return seconds.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def parse_timestamps(table: pd.DataFrame, column: str, *, file: object, report: LoadReport) -> pd.DataFrame:
-    """Convert ``column`` to int64 unix seconds; blank or unparsable values are counted skips.
-
-    Accepts numbers (seconds; values too large for seconds are read as milli-, micro- or
-    nanoseconds, with a note), ISO-8601 strings (naive ones taken as UTC) and datetime columns.
-    """
-    raw = table[column]
-    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        seconds = _datetime_seconds(raw)
-        blank = np.isnan(seconds)
-    else:
-        seconds, blank = numeric_values(raw)
-        numeric = ~np.isnan(seconds)
-        if numeric.any():
-            scale = np.nanmedian(np.abs(seconds[numeric]))
-            for threshold, divisor, unit in TIMESTAMP_UNITS:
-                if scale > threshold:
-                    seconds = np.floor(seconds / divisor)
-                    report.note(located(f"timestamps read as {unit} since the epoch", file=file, column=column))
-                    break
-        wanted = ~numeric & ~blank
-        if wanted.any():
-            texts = pd.Series(raw.to_numpy()[wanted], dtype="str").str.strip()
-            parsed = pd.to_datetime(texts, errors="coerce", utc=True, format="ISO8601")
-            retry = parsed.isna().to_numpy()
-            if retry.any():
-                parsed[retry] = pd.to_datetime(texts[retry], errors="coerce", utc=True, format="mixed")
-            seconds[wanted] = _datetime_seconds(parsed)
-    table = table.copy()
-    table[column] = seconds
-    keep = np.ones(len(table), dtype=bool)
-    for reason, flagged in (("missing timestamp", blank), ("cannot parse timestamp", np.isnan(seconds) & ~blank)):
-        if flagged.any():
-            skip_rows(table.assign(**{column: raw.to_numpy()}), flagged, reason, file=file, report=report,
-                      column=column)
-            keep &= ~flagged
-    table = table.loc[keep]
-    table[column] = table[column].to_numpy(np.int64)
-    return table
-
-
 def as_strings(values: pd.Series) -> pd.Series:
     """Values as trimmed ``str`` ("" where missing); integral floats lose their ".0".
 
-    Used for external ids and categories, so values from CSV, JSON and Parquet compare equal
-    (``7``, ``7.0`` and ``"7"`` all become ``"7"``).
+    Used for external ids and categories. Text (CSV, TSV, JSON Lines, whose numbers the readers keep
+    as written) is kept as it is; typed values (Parquet, DataFrames passed in) become their digits:
+    ``7``, ``7.0`` and ``"7"`` all give ``"7"``.
     """
     if pd.api.types.is_float_dtype(values.dtype):
         finite = values.dropna()

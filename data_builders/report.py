@@ -1,9 +1,10 @@
-"""Counted, reported skips: bad rows are never dropped silently."""
+"""Counted, reported skips and conversions: bad rows are never dropped, nor values changed, silently."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from data_builders.errors import HybridRecError, located
@@ -11,18 +12,32 @@ from data_builders.errors import HybridRecError, located
 logger = logging.getLogger(__name__)
 
 
+def location(file: object = None, line: int | None = None, column: str | None = None) -> str | None:
+    """``file:line[:column]`` (the parts that are known), or None when the line is unknown."""
+    if line is None:
+        return None
+    where = f"{file}:{line}" if file is not None else f"line {line}"
+    return where + (f":{column}" if column is not None else "")
+
+
 @dataclass
 class LoadReport:
-    """What a reader kept and skipped.
+    """What a reader kept, changed and skipped.
 
-    Every skip is counted per ``(file, reason)`` and the first few examples are kept with
-    their location. With ``strict=True`` the first skip raises :class:`HybridRecError` instead.
+    Every skip is counted per ``(file, reason)``; the first few examples are kept with their
+    location (``examples``: located messages; ``locations``: ``file:line[:column]``). Values that
+    were kept but converted on a per-value guess (a timestamp in another unit than the rest of its
+    column, say) are counted the same way under ``changed`` / ``changed_locations``. With
+    ``strict=True`` the first skip raises :class:`HybridRecError` instead.
     """
 
     strict: bool = False
     max_examples: int = 5
     skipped: Counter = field(default_factory=Counter)
     examples: dict = field(default_factory=dict)
+    locations: dict = field(default_factory=dict)
+    changed: Counter = field(default_factory=Counter)
+    changed_locations: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
     def skip(self, reason: str, *, file: object = None, line: int | None = None,
@@ -38,6 +53,24 @@ class LoadReport:
         shown = self.examples.setdefault(key, [])
         if len(shown) < self.max_examples:
             shown.append(message)
+        self._add_location(self.locations, key, location(file, line, column))
+
+    def change(self, reason: str, *, file: object = None, lines: Sequence[int] = (), column: str | None = None,
+               count: int | None = None) -> None:
+        """Record ``count`` values (default ``len(lines)``) kept but converted for ``reason``; the first
+        few ``lines`` are kept as locations."""
+        count = len(lines) if count is None else count
+        if count <= 0:
+            return
+        key = (str(file) if file is not None else "", reason)
+        self.changed[key] += count
+        for line in list(lines)[: self.max_examples]:
+            self._add_location(self.changed_locations, key, location(file, int(line), column))
+
+    def _add_location(self, where: dict, key: tuple[str, str], place: str | None) -> None:
+        shown = where.setdefault(key, [])
+        if place is not None and len(shown) < self.max_examples:
+            shown.append(place)
 
     def note(self, message: str) -> None:
         """Record an informational line (e.g. items without poster) that is not a skip."""
@@ -49,26 +82,46 @@ class LoadReport:
 
     def merge(self, other: "LoadReport") -> None:
         self.skipped.update(other.skipped)
-        for key, shown in other.examples.items():
-            self.examples.setdefault(key, []).extend(shown[: self.max_examples])
+        self.changed.update(other.changed)
+        for mine, theirs in ((self.examples, other.examples), (self.locations, other.locations),
+                             (self.changed_locations, other.changed_locations)):
+            for key, shown in theirs.items():
+                kept = mine.setdefault(key, [])
+                kept.extend(shown[: max(0, self.max_examples - len(kept))])
         self.notes.extend(other.notes)
 
+    def reasons(self, file: object) -> list[tuple[str, int]]:
+        """``(reason, count)`` of every skip recorded for ``file``, most frequent first."""
+        counts = [(reason, int(count)) for (name, reason), count in self.skipped.items() if name == str(file)]
+        return sorted(counts, key=lambda pair: (-pair[1], pair[0]))
+
     def lines(self) -> list[str]:
-        """Human-readable summary lines, one per (file, reason)."""
+        """Human-readable summary lines, one per (file, reason), with the first locations."""
         out = []
-        for (file, reason), count in sorted(self.skipped.items()):
-            prefix = f"{file}: " if file else ""
-            out.append(f"skipped {count} row(s): {prefix}{reason}")
+        for kind, counts, places in (("skipped", self.skipped, self.locations),
+                                     ("changed", self.changed, self.changed_locations)):
+            noun = "row(s)" if kind == "skipped" else "value(s)"
+            for (file, reason), count in sorted(counts.items()):
+                prefix = f"{file}: " if file else ""
+                shown = places.get((file, reason), [])
+                at = f" (at {', '.join(shown)}{', ...' if count > len(shown) else ''})" if shown else ""
+                out.append(f"{kind} {count} {noun}: {prefix}{reason}{at}")
         out.extend(self.notes)
         return out
 
     def log(self) -> None:
+        """Skips and changed values at WARNING (the CLI shows them), notes at INFO."""
         for line in self.lines():
-            logger.warning(line) if line.startswith("skipped") else logger.info(line)
+            logger.warning(line) if line.startswith(("skipped", "changed")) else logger.info(line)
 
     def to_dict(self) -> dict:
+        """JSON-ready: counts per (file, reason) with their first locations, and the notes."""
         return {
             "total_skipped": self.total_skipped,
-            "skipped": [{"file": f, "reason": r, "count": int(c)} for (f, r), c in sorted(self.skipped.items())],
+            "skipped": [{"file": f, "reason": r, "count": int(c), "locations": list(self.locations.get((f, r), []))}
+                        for (f, r), c in sorted(self.skipped.items())],
+            "changed": [{"file": f, "reason": r, "count": int(c),
+                         "locations": list(self.changed_locations.get((f, r), []))}
+                        for (f, r), c in sorted(self.changed.items())],
             "notes": list(self.notes),
         }
