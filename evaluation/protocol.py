@@ -188,6 +188,10 @@ def evaluate_ranking(model: RecommenderBase, truth: pd.DataFrame, *, ks: tuple[i
         candidate_mask = torch.zeros(n_items, dtype=torch.bool)
         candidate_mask[torch.from_numpy(candidate_index[candidate_index >= 0])] = True
         n_candidates = int(candidate_mask.sum())
+    too_large = [k for k in sorted(set(ks)) if k > n_candidates]
+    if too_large:
+        logger.warning("%s: k=%s larger than the catalog of %d rankable item(s): precision@k still divides by k, "
+                       "so it cannot reach 1 there", description, ", ".join(map(str, too_large)), n_candidates)
     metrics = RankingMetrics(ks, n_items, n_candidates=n_candidates, item_popularity=item_popularity,
                              n_train_users=n_train_users)
     tied_users = {k: 0 for k in metrics.ks}

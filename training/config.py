@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from data_builders.errors import HybridRecError
+from hybridrec.toml_config import dataclass_from_toml
 
 LOSSES = ("softmax", "bpr")
 
@@ -75,17 +75,13 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, section: str = "train") -> "TrainConfig":
-        """Read the ``[train]`` table of a TOML file; unknown keys are an error naming them."""
-        try:
-            with open(path, "rb") as handle:
-                values = tomllib.load(handle).get(section, {})
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise HybridRecError(f"{path}: cannot read TOML ({err})") from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise HybridRecError(f"{path}: unknown [{section}] key(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        """Read the ``[train]`` table of a TOML file.
+
+        Raises:
+            HybridRecError: naming the file (and the key) for a missing file, a TOML syntax error, an
+                unknown key or a value of the wrong type (see :mod:`hybridrec.toml_config`).
+        """
+        return dataclass_from_toml(cls, path, section)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,0 +1,108 @@
+"""Frozen dataclass configurations from a table of a TOML file, checked key by key.
+
+Every error is a :class:`HybridRecError` naming the file (and the key): a missing or unreadable
+file, a TOML syntax error (with its line and column, as ``tomllib`` gives them), an unknown key,
+or a value whose type does not match the dataclass field (``epochs = "two"``). Integers are
+accepted for float fields; the dataclass's own ``__post_init__`` then checks the ranges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from pathlib import Path
+
+from data_builders.errors import HybridRecError
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def read_toml(path: str | Path) -> dict:
+    """The parsed TOML document at ``path``.
+
+    Raises:
+        HybridRecError: the file is missing or unreadable, not UTF-8, or not valid TOML.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise HybridRecError(f"{path}: config file not found") from None
+    except OSError as err:
+        raise HybridRecError(f"{path}: cannot read the config file ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise HybridRecError(f"{path}: not a UTF-8 TOML file (byte 0x{err.object[err.start]:02x} at offset "
+                             f"{err.start})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise HybridRecError(f"{path}: not valid TOML ({err})") from None
+
+
+def dataclass_from_toml(cls: type, path: str | Path, section: str):
+    """``cls(**values)`` from the ``[section]`` table of ``path`` (an absent table gives the defaults).
+
+    Raises:
+        HybridRecError: see the module docstring; each message names ``path`` and the key.
+    """
+    values = read_toml(path).get(section, {})
+    if not isinstance(values, dict):
+        raise HybridRecError(f"{path}: {section} must be a [{section}] table, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {spec.name for spec in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise HybridRecError(f"{path}: unknown [{section}] key(s) {unknown}; known: {sorted(known)}")
+    checked = {}
+    for name, value in values.items():
+        ok, converted = _matches(value, hints[name])
+        if not ok:
+            raise HybridRecError(f"{path}: [{section}] {name} must be {_describe(hints[name])}, got {value!r}")
+        checked[name] = converted
+    return cls(**checked)
+
+
+def _matches(value: object, annotation: object) -> tuple[bool, object]:
+    """``(whether value fits annotation, the value converted to it)`` for the types configs use."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            if option is not type(None):
+                ok, converted = _matches(value, option)
+                if ok:
+                    return True, converted
+        return False, value
+    if origin in (tuple, list):
+        if not isinstance(value, list):
+            return False, value
+        item_types = [arg for arg in typing.get_args(annotation) if arg is not Ellipsis]
+        items = []
+        for item in value:
+            ok, converted = _matches(item, item_types[0]) if item_types else (True, item)
+            if not ok:
+                return False, value
+            items.append(converted)
+        return True, origin(items)
+    if annotation is bool:
+        return isinstance(value, bool), value
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if annotation is float:
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return fits, float(value) if fits else value
+    if annotation is str:
+        return isinstance(value, str), value
+    return True, value  # a type this loader does not know: the dataclass checks it
+
+
+def _describe(annotation: object) -> str:
+    """Words for a field type: "an integer", "a string or nothing", "a list of integers"."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(option) for option in typing.get_args(annotation) if option is not type(None))
+    if origin in (tuple, list):
+        item_types = [arg for arg in typing.get_args(annotation) if arg is not Ellipsis]
+        return "a list" + (f" of {_describe(item_types[0]).removeprefix('an ').removeprefix('a ')}s"
+                           if item_types else "")
+    return _TYPE_NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))
