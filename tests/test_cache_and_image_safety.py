@@ -114,6 +114,12 @@ def test_a_pattern_filled_with_an_id_cannot_leave_the_image_dir(image_tree):
     assert found.paths[0] is not None and found.paths[1] is None and len(found.refused) == 1
 
 
+def test_a_symlink_loop_is_refused_not_fatal(image_tree):
+    os.symlink("loop.jpg", image_tree["images"] / "loop.jpg")
+    found = resolve_image_paths(["a"], ["loop.jpg"], image_dir=image_tree["images"])
+    assert found.paths == [None] and "symbolic link loop" in found.refused[0].reason
+
+
 def test_absolute_paths_without_an_image_dir_are_taken_as_given(image_tree):
     found = resolve_image_paths(["a"], [str(image_tree["secret"])])
     assert found.paths == [str(image_tree["secret"])] and not found.refused

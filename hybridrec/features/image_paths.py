@@ -110,8 +110,10 @@ def _confined(candidate: Path, root: Path | None) -> tuple[Path | None, str]:
         return candidate, ""
     try:
         resolved = candidate.resolve()
-    except (OSError, RuntimeError) as err:  # a symlink loop
-        return None, f"image path cannot be resolved ({err.__class__.__name__})"
+    except RuntimeError:  # Path.resolve's report of a symbolic link loop
+        return None, "image path cannot be resolved (a symbolic link loop)"
+    except OSError as err:
+        return None, f"image path cannot be resolved ({err.strerror or err})"
     return (resolved, "") if resolved.is_relative_to(root) else (None, OUTSIDE_IMAGE_DIR)
 
 
