@@ -14,10 +14,8 @@ held-out edges are absent in both directions.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from data_builders.errors import HybridRecError
 from data_builders.tables import ColumnRoles, RecDataset
 from hybridrec.atomic import atomic_path
 from hybridrec.id_map import IdMap
+from hybridrec.toml_config import dataclass_from_toml
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +59,9 @@ class GraphConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, section: str = "graph") -> "GraphConfig":
-        """Read the ``[graph]`` table of a TOML file (unknown keys are an error)."""
-        with open(path, "rb") as handle:
-            values = tomllib.load(handle).get(section, {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise HybridRecError(f"{path}: unknown [{section}] key(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        """Read the ``[graph]`` table of a TOML file; a bad file, key or value type is an error naming
+        the file and key (see :mod:`hybridrec.toml_config`)."""
+        return dataclass_from_toml(cls, path, section)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 
 from data_builders.errors import HybridRecError
 from data_builders.tables import RecDataset
@@ -23,6 +24,14 @@ def _event_weights(text: str) -> dict[str, float]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected EVENT=WEIGHT pairs like view=1,cart=3, got {part!r}") from None
     return weights
+
+
+def text_encoding(text: str) -> str:
+    """``--encoding`` value: a codec name Python knows (checked now, not at the first bad byte)."""
+    try:
+        return codecs.lookup(text).name
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown text encoding {text!r} (e.g. utf-8, latin-1, cp1252)") from None
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +62,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dedupe", default="exact", choices=("none", "exact", "first", "last", "max", "sum"),
                        help="duplicate-event policy for file logs")
     group.add_argument("--strict", action="store_true", help="turn counted skips of bad rows into errors")
+    group.add_argument("--encoding", type=text_encoding, default=None,
+                       help="text encoding of the --interactions/--items/--users files (default utf-8)")
 
 
 def load_dataset_from_args(args: argparse.Namespace) -> RecDataset:
@@ -70,7 +81,11 @@ def load_dataset_from_args(args: argparse.Namespace) -> RecDataset:
             item_categorical_cols=args.item_attr_cols, item_multi_cols=args.item_multi_cols,
             item_numeric_cols=args.item_numeric_cols, item_image_col=args.item_image_col,
             image_dir=args.image_dir, user_id_col=args.user_col, user_categorical_cols=args.user_attr_cols,
-            user_numeric_cols=args.user_numeric_cols, dedupe=args.dedupe, strict=args.strict)
+            user_numeric_cols=args.user_numeric_cols, dedupe=args.dedupe, strict=args.strict,
+            encoding=args.encoding or "utf-8")
+    if args.encoding:
+        raise HybridRecError("--encoding applies to --interactions/--items/--users files; the public datasets' "
+                             "encodings are known")
     name = args.dataset or "movielens-100k"
     download = not args.no_download
     if name == "movielens-100k":

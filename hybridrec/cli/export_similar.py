@@ -4,6 +4,10 @@ sharded, or merged from shards."""
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import logging
+import math
 import sys
 from pathlib import Path
 
@@ -11,8 +15,14 @@ import numpy as np
 import pandas as pd
 
 from data_builders.errors import HybridRecError, located
+from data_builders.parsing import LINE, read_parquet, read_text
+from data_builders.report import LoadReport
 from hybridrec.features.image_paths import resolve_image_paths
 from hybridrec.id_map import IdMap
+
+from hybridrec.cli.dataset_args import text_encoding
+
+logger = logging.getLogger(__name__)
 
 ID_COLUMN_NAMES = ("item_id", "user_id", "id")
 
@@ -33,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-score", type=float, metavar="X", help="drop neighbours scoring below X")
     parser.add_argument("--candidates", metavar="FILE", help="ids of the only items that may be neighbours")
     parser.add_argument("--items-list", metavar="FILE", help="ids of the items to find neighbours for (default all)")
+    add_encoding_argument(parser)
     parser.add_argument("--include-self", action="store_true", help="an item may be its own neighbour")
     parser.add_argument("--shard", metavar="I/N", help="compute only shard I of N (0-based) of the query items")
     parser.add_argument("--format", choices=("parquet", "csv"), help="table format (default from --out suffix)")
@@ -69,6 +80,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def add_encoding_argument(parser: argparse.ArgumentParser) -> None:
+    """``--encoding`` of the text files a command reads (tables and id lists)."""
+    parser.add_argument("--encoding", type=text_encoding, default="utf-8",
+                        help="text encoding of the CSV and id-list files read (default utf-8)")
+
+
 def threads_and_merge(args: argparse.Namespace, noun: str) -> bool:
     """Apply ``--threads``; with ``--merge``, merge the shards into ``--out`` and return True.
 
@@ -78,6 +95,8 @@ def threads_and_merge(args: argparse.Namespace, noun: str) -> bool:
 
     from hybridrec.similarity_export import merge_shards
 
+    if args.threads is not None and args.threads < 1:
+        raise HybridRecError(f"--threads must be >= 1, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.merge:
@@ -95,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.k < 1:
         raise HybridRecError(f"--k must be >= 1, got {args.k}")
+    if args.min_score is not None and not math.isfinite(args.min_score):
+        raise HybridRecError(f"--min-score must be a finite number, got {args.min_score}")
     options = dict(k=args.k, min_score=args.min_score, include_self=args.include_self, shard=args.shard,
                    format=args.format, approx=args.approx, recall_sample=args.recall_sample,
                    memory_budget_bytes=int(args.memory_budget * 2**20), device=args.device, progress=progress)
@@ -121,16 +142,16 @@ def _export_from_model(args: argparse.Namespace, options: dict):
 
     model = RecommenderBase.load(args.model)
     if args.candidates:
-        options["candidate_ids"] = read_id_file(args.candidates, model.item_ids_)
+        options["candidate_ids"] = read_id_file(args.candidates, model.item_ids_, encoding=args.encoding)
     if args.items_list:
-        options["query_ids"] = read_id_file(args.items_list, model.item_ids_)
+        options["query_ids"] = read_id_file(args.items_list, model.item_ids_, encoding=args.encoding)
     return export_model_similar_items(model, args.out, metric=args.metric, source=str(args.model), **options)
 
 
 def _export_from_content(args: argparse.Namespace, options: dict):
     from hybridrec.similarity_export import ContentWeights, content_item_vectors, export_similar_items
 
-    items = read_table_file(args.items)
+    items = read_table_file(args.items, encoding=args.encoding)
     if args.item_id_col not in items.columns:
         raise HybridRecError(located(f"no item id column {args.item_id_col!r}; found {list(items.columns)}",
                                      file=args.items))
@@ -162,9 +183,9 @@ def _export_from_content(args: argparse.Namespace, options: dict):
                                    device=args.device,
                                    progress=options["progress"])
     if args.candidates:
-        options["candidate_ids"] = read_id_file(args.candidates, item_ids)
+        options["candidate_ids"] = read_id_file(args.candidates, item_ids, encoding=args.encoding)
     if args.items_list:
-        options["query_ids"] = read_id_file(args.items_list, item_ids)
+        options["query_ids"] = read_id_file(args.items_list, item_ids, encoding=args.encoding)
     return export_similar_items(args.out, item_ids, embeddings=vectors, metric="cosine", source=str(args.items),
                                 **options)
 
@@ -173,51 +194,75 @@ def _split_columns(text: str | None) -> list[str]:
     return [column.strip() for column in text.split(",") if column.strip()] if text else []
 
 
-def read_table_file(path: str | Path) -> pd.DataFrame:
-    """A CSV or Parquet table (by suffix)."""
-    path = Path(path)
-    if not path.is_file():
-        raise HybridRecError(f"{path}: no such file")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    try:
-        return pd.read_csv(path, on_bad_lines="error")
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise HybridRecError(f"{path}: cannot read as CSV: {err}") from None
-
-
-def read_id_file(path: str | Path, id_map: IdMap, *, column: str | None = None) -> np.ndarray:
-    """Ids listed in ``path``, typed like ``id_map``'s ids.
-
-    ``path`` is a Parquet/CSV table with a ``column`` (default ``item_id``, ``user_id`` or ``id``,
-    else the first column), or plain text with one id per line.
+def read_table_file(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
+    """A CSV or Parquet table (by suffix) with at least one row; CSV values typed by pandas.
 
     Raises:
-        HybridRecError: the file is missing, or an id is not an integer where the map holds integers
-            (naming the line).
+        HybridRecError: naming the file: missing, empty, not ``encoding`` (with the line and a hint
+            to pass ``--encoding``), malformed CSV, unreadable Parquet, or a header without rows.
     """
     path = Path(path)
-    if not path.is_file():
-        raise HybridRecError(f"{path}: no such file")
-    header_line = 1
     if path.suffix.lower() in (".parquet", ".pq"):
-        table = pd.read_parquet(path)
+        table = read_parquet(path, report=LoadReport()).drop(columns=[LINE])
+    else:
+        text = read_text(path, encoding, sep=",")
+        try:
+            table = pd.read_csv(io.StringIO(text), on_bad_lines="error")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise HybridRecError(f"{path}: cannot read as CSV: {err}") from None
+    if table.empty:
+        raise HybridRecError(f"{path}: no data rows (columns: {list(table.columns)})")
+    return table
+
+
+def read_id_file(path: str | Path, id_map: IdMap, *, column: str | None = None,
+                 encoding: str = "utf-8") -> np.ndarray:
+    """Ids listed in ``path``, typed like ``id_map``'s ids.
+
+    ``path`` is a Parquet table, a ``.csv``/``.tsv`` table with a header, or plain text. Plain text
+    is a CSV table only when its first line names a known id column (``column``, else ``item_id``,
+    ``user_id`` or ``id``); otherwise every non-blank line is one id, exactly as written (commas
+    included). A table's id column is ``column``, else the first known name, else its first column
+    (logged, since line 1 is then taken as the header).
+
+    Raises:
+        HybridRecError: the file is missing, empty, not ``encoding``, lists no id, lacks ``column``,
+            or an id is not an integer where the map holds integers (naming the line).
+    """
+    path = Path(path)
+    header_line = 1
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        table = read_table_file(path)
         header_line = 0
     else:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        first = lines[0].strip() if lines else ""
-        if "," in first or first in ID_COLUMN_NAMES or first == column:
-            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        text = read_text(path, encoding)
+        lines = text.splitlines()
+        sep = "\t" if suffix == ".tsv" else ","
+        first = next(csv.reader([lines[0]], delimiter=sep), [])
+        known = [column] if column else list(ID_COLUMN_NAMES)
+        if suffix in (".csv", ".tsv") or any(field.strip() in known for field in first):
+            try:
+                table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+            except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+                raise HybridRecError(f"{path}: cannot read as CSV: {err}") from None
+            table.columns = [str(name).strip() for name in table.columns]
         else:
             table = pd.DataFrame({"id": [line.strip() for line in lines]})
             header_line = 0
     if column is not None and column not in table.columns:
         raise HybridRecError(located(f"no column {column!r}; found {list(table.columns)}", file=path))
-    name = column or next((c for c in ID_COLUMN_NAMES if c in table.columns), table.columns[0])
+    name = column or next((c for c in ID_COLUMN_NAMES if c in table.columns), None)
+    if name is None:
+        name = table.columns[0]
+        logger.warning("%s: no %s column; ids are read from its first column %r (line 1 is its header)", path,
+                       "/".join(ID_COLUMN_NAMES), name)
     values = table[name]
     if values.dtype == object or pd.api.types.is_string_dtype(values):
         values = values.astype(str).str.strip()
         values = values[values != ""]
+    if values.empty:
+        raise HybridRecError(located("lists no id", file=path, column=name if header_line else None))
     return coerce_ids(values, id_map, file=path, header_line=header_line, column=name)
 
 

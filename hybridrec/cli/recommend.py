@@ -8,7 +8,8 @@ import argparse
 import pandas as pd
 
 from data_builders.errors import HybridRecError, located
-from hybridrec.cli.export_similar import coerce_ids, read_id_file, read_table_file, threads_and_merge
+from hybridrec.cli.export_similar import (add_encoding_argument, coerce_ids, read_id_file, read_table_file,
+                                          threads_and_merge)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     users.add_argument("--history", metavar="FILE",
                        help="user_id,item_id rows of new users (needs a model with recommend_for_history)")
     parser.add_argument("--candidates", metavar="FILE", help="ids of the only items to recommend")
+    add_encoding_argument(parser)
     parser.add_argument("--keep-seen", action="store_true", help="also recommend items the user already has")
     parser.add_argument("--shard", metavar="I/N", help="only shard I of N (0-based) of the users")
     parser.add_argument("--format", choices=("parquet", "csv"), help="table format (default from --out suffix)")
@@ -48,13 +50,13 @@ def run(args: argparse.Namespace) -> int:
     model = RecommenderBase.load(args.model)
     user_ids = history = candidates = None
     if args.users:
-        user_ids = read_id_file(args.users, model.user_ids_)
+        user_ids = read_id_file(args.users, model.user_ids_, encoding=args.encoding)
     elif args.user_ids:
         user_ids = coerce_ids(pd.Series(args.user_ids), model.user_ids_, column="--user-ids")
     elif args.history:
-        history = read_history(args.history, model)
+        history = read_history(args.history, model, encoding=args.encoding)
     if args.candidates:
-        candidates = read_id_file(args.candidates, model.item_ids_)
+        candidates = read_id_file(args.candidates, model.item_ids_, encoding=args.encoding)
     summary = export_recommendations(model, args.out, k=args.k, user_ids=user_ids, history=history,
                                      filter_seen=not args.keep_seen, candidate_ids=candidates, shard=args.shard,
                                      format=args.format, batch_size=args.batch_size, progress=progress,
@@ -64,9 +66,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_history(path: str, model) -> pd.DataFrame:
-    """``user_id, item_id`` rows (CSV/Parquet), item ids typed like the model's (new users' ids as read)."""
-    history = read_table_file(path)
+def read_history(path: str, model, *, encoding: str = "utf-8") -> pd.DataFrame:
+    """``user_id, item_id`` rows (CSV/Parquet), item ids typed like the model's (new users' ids as read).
+
+    Raises:
+        HybridRecError: naming the file: missing, empty, not ``encoding``, no rows, a missing column or
+            an item id of the wrong type.
+    """
+    history = read_table_file(path, encoding=encoding)
     for column in ("user_id", "item_id"):
         if column not in history.columns:
             raise HybridRecError(located(f"no column {column!r}; found {list(history.columns)}", file=path))
