@@ -39,4 +39,5 @@ class EASERecommender(RecommenderBase):
         return {"item_weights": self.item_weights_}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._check_state(state, {"item_weights": ("items", "items")})
         self.item_weights_ = state["item_weights"]

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from data_builders.errors import HybridRecError
+from hybridrec.model_loading import coo_from_state
 from hybridrec.recommender_base import RecommenderBase, ranked_top_k
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class ItemKNNRecommender(RecommenderBase):
                 "similarity_value": torch.from_numpy(coo.data.astype(np.float32))}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
-        n_items = len(self.item_ids_)
-        self.similarity_ = sp.csr_matrix(
-            (state["similarity_value"].numpy(), (state["similarity_row"].numpy(), state["similarity_col"].numpy())),
-            shape=(n_items, n_items), dtype=np.float32)
+        self._check_state(state, {"similarity_row": (None,), "similarity_col": (None,), "similarity_value": (None,)},
+                          integer=("similarity_row", "similarity_col"))
+        self.similarity_ = coo_from_state(state, "similarity", ("items", "items"), n_users=len(self.user_ids_),
+                                          n_items=len(self.item_ids_))

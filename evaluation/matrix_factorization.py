@@ -146,6 +146,9 @@ class BPRMFRecommender(RecommenderBase):
         return {f"network.{name}": value for name, value in self.network_.state_dict().items()}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._check_state(state, {"network.user_factors.weight": ("users", self.n_factors),
+                                  "network.item_factors.weight": ("items", self.n_factors),
+                                  "network.item_bias.weight": ("items", 1)})
         self.network_ = BPRMatrixFactorization(len(self.user_ids_), len(self.item_ids_), self.n_factors)
         self.network_.load_state_dict({name[len("network."):]: value for name, value in state.items()})
         self.network_.eval()

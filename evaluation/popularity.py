@@ -34,4 +34,5 @@ class PopularityRecommender(RecommenderBase):
         return {"item_popularity": self.item_popularity_}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._check_state(state, {"item_popularity": ("items",)})
         self.item_popularity_ = state["item_popularity"]

@@ -518,6 +518,15 @@ class HybridRecommender(RecommenderBase):
         return {name: getattr(self, name) for name in self._STATE if getattr(self, name, None) is not None}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore the saved tensors after checking that the parameters call for exactly these,
+        sized for the id tables, ``dim`` and ``num_layers``."""
+        expected: dict[str, tuple] = {"item_popularity_": ("items",)}
+        if self.use_cf and len(self.item_ids_) <= self.max_ease_items:
+            expected["item_weights_"] = ("items", "items")
+        if self.use_gnn:
+            expected.update(user_embeddings_=("users", self.dim), item_embeddings_=("items", self.dim),
+                            item_layers_=(self.num_layers + 1, "items", self.dim), item_degree_=("items",))
+        self._check_state(state, expected)
         for name in self._STATE:
             setattr(self, name, state.get(name))
 

@@ -21,7 +21,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from data_builders.errors import HybridRecError
+from data_builders.errors import HybridRecError, located
+from hybridrec import model_loading
 from hybridrec.atomic import atomic_path
 from hybridrec.id_map import IdMap
 
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
+#: Keys of ``state.pt`` outside the subclass's ``model.*`` tensors: the training matrix.
+_MATRIX_KEYS = ("user_items_row", "user_items_col", "user_items_value")
 
 
 def interaction_matrix(interactions: pd.DataFrame, user_ids: IdMap, item_ids: IdMap,
@@ -135,6 +138,11 @@ class RecommenderBase:
 
     #: Users per scoring batch in ``recommend``; bounds memory at ``batch x n_items`` floats.
     recommend_batch_size = 1024
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """Register every subclass by name: :meth:`load` builds only registered classes."""
+        super().__init_subclass__(**kwargs)
+        model_loading.register_recommender(cls)
 
     # -- parameters (scikit-learn style) ---------------------------------------------------
     def get_params(self) -> dict:
@@ -289,7 +297,22 @@ class RecommenderBase:
         return {}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore what :meth:`_state` saved."""
+        """Restore what :meth:`_state` saved (keys without the ``model.`` prefix).
+
+        Runs after ``user_ids_``, ``item_ids_`` and ``user_items_`` are restored. Subclasses check
+        the tensors with :meth:`_check_state` before building anything from them, and raise
+        :class:`HybridRecError` for a state that does not fit (``load`` adds the file name).
+        """
+
+    def _check_state(self, state: dict[str, torch.Tensor], expected: dict[str, tuple], *,
+                     integer: Iterable[str] = ()) -> None:
+        """Refuse ``state`` unless it holds exactly the keys of ``expected``, each of that shape.
+
+        Shapes use ``"users"`` / ``"items"`` for the sizes of the id tables, ints for sizes that
+        come from the parameters, None for any size; ``integer`` keys hold indices, the others floats.
+        """
+        model_loading.check_state(state, expected, n_users=len(self.user_ids_), n_items=len(self.item_ids_),
+                                  integer=integer)
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted model to folder ``path`` atomically; return ``path``."""
@@ -313,23 +336,47 @@ class RecommenderBase:
 
     @classmethod
     def load(cls, path: str | Path) -> "RecommenderBase":
-        """Load a model saved with :meth:`save` (tensors via ``torch.load(weights_only=True)``)."""
+        """Load a model saved with :meth:`save`.
+
+        Only a registered recommender class is built (see :mod:`hybridrec.model_loading`: the
+        ``module`` key of ``config.json`` is never imported blindly), with ``params`` checked
+        against its ``__init__``; tensors come through ``torch.load(weights_only=True)`` and are
+        checked against the id tables and the parameters before any module is built.
+
+        Raises:
+            HybridRecError: one line naming the file at fault, for a path that is not a model folder,
+                an unknown class, bad params, or a truncated, corrupt or inconsistent file.
+        """
         path = Path(path)
-        if not (path / CONFIG_FILE).is_file():
+        if not path.is_dir():
+            raise HybridRecError(f"{path}: not a saved hybridrec model "
+                                 f"({'no such folder' if not path.exists() else 'not a folder'})")
+        config_path, state_path = path / CONFIG_FILE, path / STATE_FILE
+        if not config_path.is_file():
             raise HybridRecError(f"{path}: not a saved hybridrec model (no {CONFIG_FILE})")
-        config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-        if config["class"] != cls.__name__ and cls is not RecommenderBase:
-            raise HybridRecError(f"{path} holds a {config['class']}, not a {cls.__name__}")
-        model_cls = cls
-        if cls is RecommenderBase:
-            import importlib
-            model_cls = getattr(importlib.import_module(config["module"]), config["class"])
-        model = model_cls(**config["params"])
-        model.user_ids_ = IdMap.from_frame(pd.read_parquet(path / "user_ids.parquet"), kind="user")
-        model.item_ids_ = IdMap.from_frame(pd.read_parquet(path / "item_ids.parquet"), kind="item")
-        state = torch.load(path / STATE_FILE, weights_only=True)
-        model.user_items_ = sp.csr_matrix(
-            (state["user_items_value"].numpy(), (state["user_items_row"].numpy(), state["user_items_col"].numpy())),
-            shape=(len(model.user_ids_), len(model.item_ids_)))
-        model._load_state({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+        config = model_loading.read_config(config_path)
+        model_cls = model_loading.resolve_class(config, config_path)
+        if not issubclass(model_cls, cls):
+            raise HybridRecError(located(f"key 'class': the folder holds a {config['class']}, not a {cls.__name__}",
+                                         file=config_path))
+        model = model_loading.build_from_config(model_cls, config["params"], config_path)
+        model.user_ids_ = model_loading.read_id_map(path / "user_ids.parquet", kind="user")
+        model.item_ids_ = model_loading.read_id_map(path / "item_ids.parquet", kind="item")
+        state = model_loading.read_state(state_path)
+        prefix = model_loading.MODEL_STATE_PREFIX
+        unknown = sorted(key for key in state if not key.startswith(prefix) and key not in _MATRIX_KEYS)
+        try:
+            if unknown:
+                raise HybridRecError(f"unexpected state key(s) {unknown}")
+            model.user_items_ = model_loading.coo_from_state(state, "user_items", ("users", "items"),
+                                                             n_users=len(model.user_ids_),
+                                                             n_items=len(model.item_ids_))
+            model._load_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        except HybridRecError as err:
+            raise HybridRecError(located(str(err), file=state_path)) from err
+        except (KeyError, RuntimeError, ValueError, IndexError, TypeError) as err:
+            reason = f"no state key {prefix + str(err.args[0])!r}" if isinstance(err, KeyError) and err.args else \
+                model_loading.short_reason(err)
+            raise HybridRecError(located(f"the state does not fit {model_cls.__name__}({config['params']}): {reason}",
+                                         file=state_path)) from err
         return model
