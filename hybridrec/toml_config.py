@@ -1,9 +1,11 @@
 """Frozen dataclass configurations from a table of a TOML file, checked key by key.
 
 Every error is a :class:`HybridRecError` naming the file (and the key): a missing or unreadable
-file, a TOML syntax error (with its line and column, as ``tomllib`` gives them), an unknown key,
+file, a TOML syntax error (with its line and column, as ``tomllib`` gives them), a top-level key
+that is not a table (``train = 3``), an unknown key,
 or a value whose type does not match the dataclass field (``epochs = "two"``). Integers are
-accepted for float fields; the dataclass's own ``__post_init__`` then checks the ranges.
+accepted for float fields; the dataclass's own ``__post_init__`` then checks the ranges, and its
+error is given the file's name too.
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ def dataclass_from_toml(cls: type, path: str | Path, section: str):
     Raises:
         HybridRecError: see the module docstring; each message names ``path`` and the key.
     """
-    values = read_toml(path).get(section, {})
-    if not isinstance(values, dict):
-        raise HybridRecError(f"{path}: {section} must be a [{section}] table, got {values!r}")
+    document = read_toml(path)
+    loose = [key for key, value in document.items() if not isinstance(value, dict)]
+    if loose:
+        raise HybridRecError(f"{path}: top-level key(s) {loose} are not tables; a config holds tables such as "
+                             f"[{section}] (e.g. [{section}] then one key = value per line)")
+    values = document.get(section, {})
     hints = typing.get_type_hints(cls)
     known = {spec.name for spec in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
@@ -60,7 +65,10 @@ def dataclass_from_toml(cls: type, path: str | Path, section: str):
         if not ok:
             raise HybridRecError(f"{path}: [{section}] {name} must be {_describe(hints[name])}, got {value!r}")
         checked[name] = converted
-    return cls(**checked)
+    try:
+        return cls(**checked)
+    except HybridRecError as err:  # a range check of __post_init__: say which file holds the value
+        raise HybridRecError(f"{path}: [{section}] {err}") from None
 
 
 def _matches(value: object, annotation: object) -> tuple[bool, object]:

@@ -194,3 +194,19 @@ def test_train_config_type_check_accepts_integers_for_floats(tmp_path):
     loaded = TrainConfig.from_toml(config)
     assert loaded.lr == 1.0 and isinstance(loaded.lr, float) and loaded.epochs == 3
     assert np.isclose(TrainConfig().lr, 5e-3)
+
+
+def test_train_config_out_of_range_value_names_the_file(tmp_path):
+    from training.config import TrainConfig
+
+    config = write(tmp_path / "train.toml", "[train]\nepochs = -3\n")
+    with pytest.raises(HybridRecError, match=rf"{config}: \[train\] TrainConfig.epochs must be >= 1"):
+        TrainConfig.from_toml(config)
+
+
+def test_a_config_key_outside_any_table_is_an_error(tmp_path):
+    from hybridrec.graph import GraphConfig
+
+    config = write(tmp_path / "graph.toml", "train = 3\n")
+    with pytest.raises(HybridRecError, match=rf"{config}: top-level key\(s\) \['train'\] are not tables"):
+        GraphConfig.from_toml(config)
