@@ -210,3 +210,17 @@ def test_a_config_key_outside_any_table_is_an_error(tmp_path):
     config = write(tmp_path / "graph.toml", "train = 3\n")
     with pytest.raises(HybridRecError, match=rf"{config}: top-level key\(s\) \['train'\] are not tables"):
         GraphConfig.from_toml(config)
+
+
+def test_encode_reads_items_in_the_given_encoding(tmp_path):
+    import argparse
+
+    from hybridrec.cli import encode
+
+    items = write(tmp_path / "items.csv", "item_id,title\n1,Caf\u00e9\n", "latin-1")
+    parser = argparse.ArgumentParser()
+    encode.register(parser.add_subparsers())
+    args = parser.parse_args(["encode", "--items", str(items), "--encoding", "latin-1", "--text-cols", "title",
+                              "--out", str(tmp_path / "cache")])
+    loaded = encode._load_items(args)[0]
+    assert loaded["title"].tolist() == ["Caf\u00e9"]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from data_builders.errors import HybridRecError
+from hybridrec.cli.dataset_args import text_encoding
 from hybridrec.features.image_paths import resolve_image_paths, validate_image_pattern
 
 ENCODE_DATASETS = ("movielens-100k",)
@@ -30,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="folder holding the dataset folder (else $HYBRIDREC_DATA_DIR, then the cache)")
     source.add_argument("--items", type=Path, help="items table (CSV, TSV, Parquet or JSON Lines)")
     source.add_argument("--item-id-col", default="item_id", help="id column of --items (default: item_id)")
+    source.add_argument("--encoding", type=text_encoding, default="utf-8",
+                        help="text encoding of --items (default utf-8)")
     source.add_argument("--limit", type=int, help="encode only the first N items")
     text = parser.add_argument_group("text")
     text.add_argument("--text-cols", type=_csv_list, default=None, help="comma-separated text columns")
@@ -70,7 +73,7 @@ def _load_items(args: argparse.Namespace):
         image_col = args.image_col or ("image_path" if "image_path" in items.columns else None)
     else:
         report = LoadReport()
-        items = read_table(args.items, report=report).drop(columns=[LINE], errors="ignore")
+        items = read_table(args.items, report=report, encoding=args.encoding).drop(columns=[LINE], errors="ignore")
         for line in report.lines():
             print(f"warning: {line}", file=sys.stderr)
         id_col, text_cols, template, image_col = args.item_id_col, args.text_cols, args.text_template, args.image_col
