@@ -53,8 +53,11 @@ def report_dict(results: Mapping[str, EvaluationResult]) -> dict:
     }
 
 
-def write_json_report(results: Mapping[str, EvaluationResult], path: str | Path) -> Path:
-    """Write :func:`report_dict` to ``path`` atomically (NaN written as null)."""
+def write_json_report(results: Mapping[str, EvaluationResult], path: str | Path, *, overwrite: bool = True) -> Path:
+    """Write :func:`report_dict` to ``path`` atomically (NaN written as null).
+
+    ``overwrite``: replace a file already at ``path`` (a folder there is always refused).
+    """
     def clean(value):
         if isinstance(value, float) and not math.isfinite(value):
             return None
@@ -65,7 +68,8 @@ def write_json_report(results: Mapping[str, EvaluationResult], path: str | Path)
         return value
 
     path = Path(path)
-    write_text_atomic(path, json.dumps(clean(report_dict(results)), indent=2, default=str) + "\n")
+    write_text_atomic(path, json.dumps(clean(report_dict(results)), indent=2, default=str) + "\n",
+                      overwrite=overwrite)
     logger.info("wrote %s", path)
     return path
 
@@ -96,8 +100,11 @@ def format_table(results: Mapping[str, EvaluationResult]) -> str:
     return "\n".join(lines)
 
 
-def plot_recall_ndcg(results: Mapping[str, EvaluationResult], path: str | Path) -> Path:
-    """PNG with recall@K (top row) and NDCG@K (bottom row) against K, one column per segment."""
+def plot_recall_ndcg(results: Mapping[str, EvaluationResult], path: str | Path, *, overwrite: bool = True) -> Path:
+    """PNG with recall@K (top row) and NDCG@K (bottom row) against K, one column per segment.
+
+    ``overwrite``: replace a file already at ``path`` (a folder there is always refused).
+    """
     first = _check_comparable(results)
     segments = [s for s in SEGMENTS if any(s in r.segments for r in results.values())]
     figure = Figure(figsize=(4.2 * max(1, len(segments)), 6.4), layout="constrained")
@@ -117,7 +124,7 @@ def plot_recall_ndcg(results: Mapping[str, EvaluationResult], path: str | Path) 
             axis.set_ylim(bottom=0)
     axes[0][0].legend(fontsize="small")
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
     return path
 
@@ -176,12 +183,25 @@ def markdown_report(results: Mapping[str, EvaluationResult], plot_file: str | No
     return "\n".join(lines)
 
 
-def write_markdown_report(results: Mapping[str, EvaluationResult], directory: str | Path) -> Path:
-    """Write ``report.md`` and ``recall_ndcg.png`` into ``directory``; return the Markdown path."""
+def report_files(directory: str | Path) -> list[Path]:
+    """The files :func:`write_markdown_report` writes into ``directory``."""
+    return [Path(directory) / MARKDOWN_FILE, Path(directory) / PLOT_FILE]
+
+
+def write_markdown_report(results: Mapping[str, EvaluationResult], directory: str | Path, *,
+                          overwrite: bool = True) -> Path:
+    """Write ``report.md`` and ``recall_ndcg.png`` into ``directory``; return the Markdown path.
+
+    ``overwrite``: replace those two files when already there (other files in ``directory`` are
+    never touched).
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    plot_recall_ndcg(results, directory / PLOT_FILE)
+    if not overwrite:
+        for existing in report_files(directory):
+            if existing.exists():
+                raise HybridRecError(f"{existing}: already exists; pass overwrite=True to replace it")
+    plot_recall_ndcg(results, directory / PLOT_FILE, overwrite=overwrite)
     path = directory / MARKDOWN_FILE
-    write_text_atomic(path, markdown_report(results, PLOT_FILE))
+    write_text_atomic(path, markdown_report(results, PLOT_FILE), overwrite=overwrite)
     logger.info("wrote %s and %s", path, directory / PLOT_FILE)
     return path

@@ -27,7 +27,7 @@ from torch_geometric.data import HeteroData
 
 from data_builders.errors import HybridRecError
 from data_builders.tables import ColumnRoles, RecDataset
-from hybridrec.atomic import atomic_path
+from hybridrec.atomic import OutputKind, atomic_path
 from hybridrec.id_map import IdMap
 from hybridrec.toml_config import dataclass_from_toml
 
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 INTERACTS = ("user", "interacts", "item")
 REV_INTERACTS = ("item", "rev_interacts", "user")
+#: A saved graph folder: the one kind of folder :meth:`RecGraph.save` replaces.
+GRAPH_FOLDER = OutputKind("graph", marker="graph.json", key="node_types")
 
 
 @dataclass(frozen=True)
@@ -166,15 +168,19 @@ class RecGraph:
         return reached
 
     # -- persistence -------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write the graph (tensors, id maps, attribute sources) to folder ``path`` atomically."""
+    def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
+        """Write the graph (tensors, id maps, attribute sources) to folder ``path`` atomically.
+
+        ``overwrite`` replaces a graph saved at ``path`` before; any other non-empty folder, or a
+        file, is never replaced (:mod:`hybridrec.atomic`), and raises :class:`HybridRecError`.
+        """
         tensors: dict[str, torch.Tensor] = {}
         for node_type in self.data.node_types:
             tensors[f"node/{node_type}/num_nodes"] = torch.tensor(self.data[node_type].num_nodes)
         for edge_type in self.data.edge_types:
             for key, value in self.data[edge_type].items():
                 tensors[f"edge/{'__'.join(edge_type)}/{key}"] = value
-        with atomic_path(path) as tmp:
+        with atomic_path(path, kind=GRAPH_FOLDER, overwrite=overwrite) as tmp:
             tmp.mkdir()
             torch.save(tensors, tmp / "graph.pt")
             for node_type, id_map in self.id_maps.items():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +23,15 @@ import torch
 
 from data_builders.errors import HybridRecError, located
 from hybridrec import model_loading
-from hybridrec.atomic import atomic_path
+from hybridrec.atomic import OutputKind, atomic_path
 from hybridrec.id_map import IdMap
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
+#: A saved model folder: the one kind of folder :meth:`RecommenderBase.save` replaces.
+MODEL_FOLDER = OutputKind("model", marker=CONFIG_FILE, key="class")
 #: Keys of ``state.pt`` outside the subclass's ``model.*`` tensors: the training matrix.
 _MATRIX_KEYS = ("user_items_row", "user_items_col", "user_items_value")
 
@@ -314,8 +316,18 @@ class RecommenderBase:
         model_loading.check_state(state, expected, n_users=len(self.user_ids_), n_items=len(self.item_ids_),
                                   integer=integer)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the fitted model to folder ``path`` atomically; return ``path``."""
+    def save(self, path: str | Path, *, overwrite: bool = True, extra_files: Mapping[str, str] | None = None) -> Path:
+        """Write the fitted model to folder ``path`` atomically; return ``path``.
+
+        Args:
+            overwrite: replace a model saved at ``path`` before (any other non-empty folder, or a
+                file, is never replaced: see :mod:`hybridrec.atomic`).
+            extra_files: text files (name -> content) written into the folder in the same atomic
+                step, e.g. a training summary.
+
+        Raises:
+            HybridRecError: ``path`` holds something that may not be replaced.
+        """
         self._check_fitted()
         path = Path(path)
         user_items = self.user_items_.tocoo()
@@ -325,8 +337,12 @@ class RecommenderBase:
             "user_items_value": torch.from_numpy(user_items.data.astype(np.float32)),
             **{f"model.{k}": v for k, v in self._state().items()},
         }
-        with atomic_path(path) as tmp:
+        with atomic_path(path, kind=MODEL_FOLDER, overwrite=overwrite) as tmp:
             tmp.mkdir()
+            for name, text in (extra_files or {}).items():
+                if Path(name).name != name or name in (CONFIG_FILE, STATE_FILE):
+                    raise HybridRecError(f"extra file name {name!r} must be a plain file name, not a model file")
+                (tmp / name).write_text(text, encoding="utf-8")
             self.user_ids_.to_frame().to_parquet(tmp / "user_ids.parquet", index=False)
             self.item_ids_.to_frame().to_parquet(tmp / "item_ids.parquet", index=False)
             torch.save(state, tmp / STATE_FILE)

@@ -122,11 +122,14 @@ class TopKTableWriter:
         schema: from :func:`table_schema`.
         metadata: JSON-able dict stored under ``hybridrec`` (``stats.n_rows`` is filled in).
         format: ``"parquet"`` or ``"csv"``; default from the suffix.
+        overwrite: replace a file already at ``path`` (a folder there is always refused:
+            :mod:`hybridrec.atomic`).
     """
 
     def __init__(self, path: str | Path, schema: pa.Schema, metadata: dict, *, format: str | None = None,
-                 row_group_rows: int = ROW_GROUP_ROWS) -> None:
+                 row_group_rows: int = ROW_GROUP_ROWS, overwrite: bool = True) -> None:
         self.path = Path(path)
+        self.overwrite = overwrite
         self.schema = schema
         self.metadata = metadata
         self.format = table_format(self.path, format)
@@ -138,7 +141,7 @@ class TopKTableWriter:
         self._writer = None
 
     def __enter__(self) -> "TopKTableWriter":
-        tmp = self._stack.enter_context(atomic_path(self.path))
+        tmp = self._stack.enter_context(atomic_path(self.path, overwrite=self.overwrite))
         if self.format == "parquet":
             self._writer = pq.ParquetWriter(tmp, self.schema, compression="zstd")
         else:  # ".csv.gz" and the like are compressed
@@ -245,11 +248,11 @@ def fingerprint(ids: Iterable) -> str:
 
 
 def merge_shards(shard_paths: Iterable[str | Path], out: str | Path, *, format: str | None = None,
-                 progress: bool = True) -> "ExportSummary":
+                 progress: bool = True, overwrite: bool = True) -> "ExportSummary":
     """Concatenate shard tables into the full table at ``out`` (atomically, streaming).
 
     The shards must come from one export (equal ``settings``) and their query ranges must tile
-    ``0..n_queries`` exactly.
+    ``0..n_queries`` exactly. ``overwrite``: replace a file already at ``out``.
 
     Raises:
         HybridRecError: naming the shard that is missing, overlaps another, differs in settings or
@@ -292,7 +295,8 @@ def merge_shards(shard_paths: Iterable[str | Path], out: str | Path, *, format: 
     recalls = [metas[i].get("stats", {}).get("recall_at_k") for i in order]
     if all(r is not None for r in recalls):
         metadata["stats"]["recall_at_k"] = float(np.mean(recalls))
-    with TopKTableWriter(out, _schema_from_settings(settings), metadata, format=format) as writer, \
+    with TopKTableWriter(out, _schema_from_settings(settings), metadata, format=format,
+                         overwrite=overwrite) as writer, \
             tqdm(total=total, unit="query", unit_scale=True, desc="merge", disable=not progress) as bar:
         for i in order:
             n_rows = 0
@@ -385,7 +389,7 @@ def export_similar_items(out: str | Path, item_ids: IdMap, *, embeddings: torch.
                          format: str | None = None, approx: str | None = None, ann_config=None,
                          recall_sample: int = 1000, memory_budget_bytes: int | None = None,
                          device: str | torch.device | None = "auto", progress: bool = True,
-                         source: str | None = None) -> ExportSummary:
+                         source: str | None = None, overwrite: bool = True) -> ExportSummary:
     """Write the top-``k`` similar items of each query item to ``out``.
 
     Args:
@@ -401,6 +405,7 @@ def export_similar_items(out: str | Path, item_ids: IdMap, *, embeddings: torch.
         approx: ``"faiss"`` for approximate search (embeddings only); its recall@k against exact
             on ``recall_sample`` queries is logged and recorded.
         memory_budget_bytes: ceiling for one block of scores (default 256 MiB).
+        overwrite: replace a file already at ``out`` (a folder there is always refused).
 
     Returns:
         :class:`ExportSummary`; the table has columns item_id, similar_item_id, score, rank.
@@ -462,7 +467,7 @@ def export_similar_items(out: str | Path, item_ids: IdMap, *, embeddings: torch.
                             memory_budget_bytes=memory_budget_bytes)
     schema = table_schema("item_id", "similar_item_id", id_type(item_ids.ids), id_type(item_ids.ids))
     ids = item_ids.ids
-    with TopKTableWriter(out, schema, metadata, format=format) as writer, \
+    with TopKTableWriter(out, schema, metadata, format=format, overwrite=overwrite) as writer, \
             tqdm(total=len(shard_queries), unit="item", unit_scale=True, desc="similar items",
                  disable=not progress) as bar:
         for block in blocks:
@@ -505,7 +510,7 @@ def export_recommendations(model, out: str | Path, *, k: int = 20, user_ids: Ite
                            history: pd.DataFrame | None = None, filter_seen: bool = True,
                            candidate_ids: Iterable | None = None, shard: ShardSpec | str | None = None,
                            format: str | None = None, batch_size: int = 4096, progress: bool = True,
-                           source: str | None = None) -> ExportSummary:
+                           source: str | None = None, overwrite: bool = True) -> ExportSummary:
     """Write the top-``k`` items of each user to ``out`` (user_id, item_id, score, rank).
 
     Args:
@@ -517,6 +522,7 @@ def export_recommendations(model, out: str | Path, *, k: int = 20, user_ids: Ite
         candidate_ids: rank only these items.
         shard: only that contiguous part of the users (``"i/n"``).
         batch_size: users per ``recommend`` call.
+        overwrite: replace a file already at ``out`` (a folder there is always refused).
     """
     started = time.perf_counter()
     if not hasattr(model, "item_ids_"):
@@ -552,7 +558,7 @@ def export_recommendations(model, out: str | Path, *, k: int = 20, user_ids: Ite
                 "shard": {"index": shard.index, "count": shard.count, "query_start": start, "query_stop": stop},
                 "stats": {"source": source}}
     schema = _schema_from_settings(settings)
-    with TopKTableWriter(out, schema, metadata, format=format) as writer, \
+    with TopKTableWriter(out, schema, metadata, format=format, overwrite=overwrite) as writer, \
             tqdm(total=stop - start, unit="user", unit_scale=True, desc="recommend", disable=not progress) as bar:
         for batch_start in range(start, stop, batch_size):
             batch = users[batch_start:min(batch_start + batch_size, stop)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from hybridrec.atomic import write_text_atomic
+from hybridrec.atomic import check_writable, write_text_atomic
 from hybridrec.cli.dataset_args import add_dataset_arguments, load_dataset_from_args
 
 
@@ -18,26 +18,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", nargs="?", const="-", metavar="PATH",
                         help="write the summary as JSON to PATH (or stdout without PATH)")
     parser.add_argument("--out", help="save the graph to this folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a graph already saved at --out and a file at --json "
+                             "(any other folder is never replaced)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from data_builders.tables import content_summary
-    from hybridrec.graph import GraphConfig, build_graph
+    from hybridrec.graph import GRAPH_FOLDER, GraphConfig, build_graph
 
+    if args.out:
+        check_writable(args.out, arg="--out", kind=GRAPH_FOLDER, overwrite=args.overwrite)
+    if args.json and args.json != "-":
+        check_writable(args.json, arg="--json", overwrite=args.overwrite)
     dataset = load_dataset_from_args(args)
     config = GraphConfig.from_toml(args.config) if args.config else GraphConfig(numeric_buckets=args.numeric_buckets)
     graph = build_graph(dataset, config)
     summary = {"dataset": dataset.name, **graph.summary(), "content": content_summary(dataset),
                "load_report": dataset.report.to_dict()}
     if args.out:
-        graph.save(args.out)
+        graph.save(args.out, overwrite=args.overwrite)
         summary["saved_to"] = str(args.out)
     if args.json == "-":
         print(json.dumps(summary, indent=2))
         return 0
     if args.json:
-        write_text_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+        write_text_atomic(args.json, json.dumps(summary, indent=2) + "\n", overwrite=args.overwrite)
     print(format_summary(summary))
     return 0
 

@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     metrics.add_argument("--batch-size", type=int, default=1024, help="users scored at once")
     metrics.add_argument("--json", metavar="PATH", help="write the JSON report here")
     metrics.add_argument("--report", metavar="DIR", help="write report.md and recall_ndcg.png into DIR")
+    metrics.add_argument("--overwrite", action="store_true", help="replace a file already at --json or in --report")
     tuning = parser.add_argument_group("baseline settings")
     tuning.add_argument("--neighbors", type=int, default=100, help="item-kNN neighbours kept per item")
     tuning.add_argument("--shrinkage", type=float, default=0.0, help="item-kNN cosine shrinkage")
@@ -78,12 +79,17 @@ def run(args: argparse.Namespace) -> int:
     from evaluation.baselines import make_baseline
     from evaluation.protocol import (EvaluationConfig, catalog_tables, dataset_summary, evaluate_model,
                                      fit_and_evaluate)
-    from evaluation.report import format_table, report_notes, write_json_report, write_markdown_report
+    from evaluation.report import format_table, report_files, report_notes, write_json_report, write_markdown_report
     from evaluation.splitters import SplitConfig, make_split
+    from hybridrec.atomic import check_writable
     from hybridrec.recommender_base import RecommenderBase
 
     if not args.baseline and not args.model and not args.hybrid:
         raise HybridRecError("nothing to evaluate: give --hybrid, --baseline NAME... and/or --model DIR...")
+    if args.json:
+        check_writable(args.json, arg="--json", overwrite=args.overwrite)
+    for report_file in report_files(args.report) if args.report else []:
+        check_writable(report_file, arg="--report", overwrite=args.overwrite)
     min_positives = args.min_positives if args.min_positives is not None else (5 if args.min_rating is not None else 0)
     split_config = SplitConfig(kind=args.split, test_ratio=args.ratio, valid_ratio=args.valid_ratio,
                                cold_share=args.cold_share, seed=args.seed, min_rating=args.min_rating,
@@ -118,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
     for note in report_notes(results):
         print(f"note: {note}")
     if args.json:
-        print(f"JSON report: {write_json_report(results, args.json)}")
+        print(f"JSON report: {write_json_report(results, args.json, overwrite=args.overwrite)}")
     if args.report:
-        print(f"Markdown report: {write_markdown_report(results, args.report)}")
+        print(f"Markdown report: {write_markdown_report(results, args.report, overwrite=args.overwrite)}")
     return 0
 
 

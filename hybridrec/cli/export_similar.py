@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from data_builders.errors import HybridRecError, located
+from hybridrec.atomic import check_writable
 from data_builders.parsing import LINE, read_parquet, read_text
 from data_builders.report import LoadReport
 from hybridrec.features.image_paths import resolve_image_paths
@@ -37,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--items", metavar="FILE", help="item table (CSV/Parquet): content-only similarity")
     source.add_argument("--merge", nargs="+", metavar="SHARD", help="shard files to check and merge into --out")
     parser.add_argument("--out", required=True, metavar="PATH", help="table to write (.parquet default, .csv)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a table already at --out (a folder there is never replaced)")
     parser.add_argument("--k", type=int, default=50, help="neighbours per item (default 50)")
     parser.add_argument("--metric", choices=("cosine", "dot"),
                         help="vector similarity (default cosine; not for models without item vectors)")
@@ -101,7 +104,8 @@ def threads_and_merge(args: argparse.Namespace, noun: str) -> bool:
         torch.set_num_threads(args.threads)
     if not args.merge:
         return False
-    summary = merge_shards(args.merge, args.out, format=args.format, progress=not args.no_progress)
+    summary = merge_shards(args.merge, args.out, format=args.format, progress=not args.no_progress,
+                           overwrite=args.overwrite)
     print(f"merged {len(args.merge)} shard(s): {summary.n_rows:,} rows for {summary.n_queries:,} {noun} "
           f"-> {summary.path}")
     return True
@@ -110,6 +114,7 @@ def threads_and_merge(args: argparse.Namespace, noun: str) -> bool:
 def run(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress
+    check_writable(args.out, arg="--out", overwrite=args.overwrite)
     if threads_and_merge(args, "items"):
         return 0
     if args.k < 1:
@@ -118,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         raise HybridRecError(f"--min-score must be a finite number, got {args.min_score}")
     options = dict(k=args.k, min_score=args.min_score, include_self=args.include_self, shard=args.shard,
                    format=args.format, approx=args.approx, recall_sample=args.recall_sample,
-                   memory_budget_bytes=int(args.memory_budget * 2**20), device=args.device, progress=progress)
+                   memory_budget_bytes=int(args.memory_budget * 2**20), device=args.device, progress=progress,
+                   overwrite=args.overwrite)
     if args.approx:
         from hybridrec.ann_index import AnnConfig
 

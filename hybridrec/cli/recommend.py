@@ -8,6 +8,7 @@ import argparse
 import pandas as pd
 
 from data_builders.errors import HybridRecError, located
+from hybridrec.atomic import check_writable
 from hybridrec.cli.export_similar import (add_encoding_argument, coerce_ids, read_id_file, read_table_file,
                                           threads_and_merge)
 
@@ -21,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--model", metavar="DIR", help="folder of a saved model")
     source.add_argument("--merge", nargs="+", metavar="SHARD", help="shard files to check and merge into --out")
     parser.add_argument("--out", required=True, metavar="PATH", help="table to write (.parquet default, .csv)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a table already at --out (a folder there is never replaced)")
     parser.add_argument("--k", type=int, default=20, help="items per user (default 20)")
     users = parser.add_mutually_exclusive_group()
     users.add_argument("--users", metavar="FILE", help="ids of the users to recommend for (default all)")
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from hybridrec.similarity_export import export_recommendations
 
     progress = not args.no_progress
+    check_writable(args.out, arg="--out", overwrite=args.overwrite)
     if threads_and_merge(args, "users"):
         return 0
     if args.batch_size < 1:
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     summary = export_recommendations(model, args.out, k=args.k, user_ids=user_ids, history=history,
                                      filter_seen=not args.keep_seen, candidate_ids=candidates, shard=args.shard,
                                      format=args.format, batch_size=args.batch_size, progress=progress,
-                                     source=str(args.model))
+                                     source=str(args.model), overwrite=args.overwrite)
     print(f"wrote {summary.n_rows:,} recommendations for {summary.n_queries:,} users to {summary.path} "
           f"in {summary.seconds:.1f} s ({summary.queries_per_second:,.0f} users/s)")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from hybridrec.atomic import write_text_atomic
+from hybridrec.atomic import check_writable
 from hybridrec.cli.dataset_args import add_dataset_arguments, load_dataset_from_args
 
 
@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(parser)
     parser.add_argument("--min-rating", type=float, default=None, help="train on interactions rated at least this")
     parser.add_argument("--out", required=True, help="model directory to write")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a model already saved at --out (any other folder is never replaced)")
     parser.add_argument("--checkpoint-dir", help="GNN checkpoints; an interrupted run resumes from here (a checkpoint "
                                                  "of another config or other data is refused)")
     parser.add_argument("--fresh-checkpoint", action="store_true",
@@ -50,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hybridrec.recommender import dataset_fit_options
+    from hybridrec.recommender_base import MODEL_FOLDER
 
+    check_writable(args.out, arg="--out", kind=MODEL_FOLDER, overwrite=args.overwrite)
     dataset = load_dataset_from_args(args)
     interactions = dataset.interactions
     if args.min_rating is not None:
@@ -63,11 +67,11 @@ def run(args: argparse.Namespace) -> int:
     model.fit(interactions, items=dataset.items, users=dataset.users, checkpoint_dir=args.checkpoint_dir,
               fresh_checkpoint=args.fresh_checkpoint, **options)
     seconds = time.perf_counter() - started
-    model.save(args.out)
     summary = {"dataset": dataset.name, "interactions": len(interactions), "fit_seconds": round(seconds, 2),
                "fit_options": options, "timings": {k: round(v, 2) for k, v in model.fit_timings_.items()},
                "best_epoch": getattr(getattr(model, "train_result_", None), "best_epoch", None),
                "modality_gates": getattr(model, "modality_gates_", {})}
-    write_text_atomic(f"{args.out}/train_summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    model.save(args.out, overwrite=args.overwrite,
+               extra_files={"train_summary.json": json.dumps(summary, indent=2, default=str) + "\n"})
     print(f"trained on {len(interactions):,} interactions in {seconds:.1f} s; model saved to {args.out}")
     return 0

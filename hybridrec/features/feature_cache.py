@@ -42,12 +42,15 @@ import numpy as np
 import pandas as pd
 
 from data_builders.errors import HybridRecError
-from hybridrec.atomic import atomic_path
+from hybridrec.atomic import OutputKind, atomic_path
 from hybridrec.features.image_encoder import ImageCheckpoint, ImageEncoder, ImageWeights, resolve_image_checkpoint
 from hybridrec.features.text_assembly import assemble_texts, default_template
 from hybridrec.features.text_encoder import TextCheckpoint, TextEncoder, TextWeights, resolve_text_checkpoint
 
 logger = logging.getLogger(__name__)
+
+#: A modality folder of the cache: the one kind of folder :meth:`FeatureStore.save` replaces.
+CACHE_FOLDER = OutputKind("feature cache", marker="manifest.json", key="modality")
 
 CACHE_FORMAT = 1
 MASK_COLUMN = {"text": "empty", "image": "present"}
@@ -231,7 +234,7 @@ class FeatureStore:
             **(extra_manifest or {}),
         }
         try:
-            with atomic_path(self.folder) as scratch:
+            with atomic_path(self.folder, kind=CACHE_FOLDER) as scratch:
                 scratch.mkdir()
                 np.save(scratch / f"{self.modality}.npy", np.ascontiguousarray(self.vectors, dtype=np.float32))
                 self.table.to_parquet(scratch / "items.parquet", index=False)
