@@ -101,7 +101,6 @@ def broken_logs(log: str) -> dict[str, bytes]:
         "unbalanced_quote.csv": (header + "\n" + "\n".join(rows[:30]) + '\n"196,242,3,881250949\n'
                                  + "\n".join(rows[30:60]) + "\n").encode(),
         "only_bad_rows.csv": (header + "\n" + "\n".join(f"x{i},,,," for i in range(20)) + "\n").encode(),
-        "bom_and_crlf.csv": ("\ufeff" + "\r\n".join([header] + rows[:80]) + "\r\n").encode(),
         "bad_lines.jsonl": ("\n".join(json.dumps(dict(zip(["user_id", "item_id", "rating", "timestamp"],
                                                           row.split(",")))) for row in rows[:40])
                             + "\n{not json\n[1, 2]\n\"a string\"\n{\"user_id\": null, \"item_id\": 3}\n").encode(),
@@ -138,7 +137,7 @@ def test_broken_event_logs_through_build_graph(corpus_root, tmp_path, capsys, ca
     for name, content in broken_logs(log).items():
         path = tmp_path / name
         path.write_bytes(content)
-        out = tmp_path / "out.json"
+        out = tmp_path / f"{name}.summary.json"
         codes[name], text = run_case(tmp_path, ["build-graph", "--interactions", str(path), "--json", str(out)],
                                      out, capsys, caplog)
         if codes[name] != 0:
@@ -149,12 +148,23 @@ def test_broken_event_logs_through_build_graph(corpus_root, tmp_path, capsys, ca
         assert codes[name] != 0, name
 
 
+def test_bom_and_crlf_log_reads_cleanly(corpus_root, tmp_path, capsys, caplog):
+    lines = (corpus_root / "log.csv").read_text().splitlines()[:81]
+    path = tmp_path / "bom_and_crlf.csv"
+    path.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode())
+    out = tmp_path / "summary.json"
+    assert main(["build-graph", "--interactions", str(path), "--json", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert sum(summary["edges"].values()) >= 80  # all 80 rows, read through the BOM and the CRLFs
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_broken_event_logs_strict_never_succeed_with_skips(corpus_root, tmp_path, capsys, caplog):
     log = (corpus_root / "log.csv").read_text()
     for name in ("ragged.csv", "empty_ids.csv", "bad_numbers.csv", "mixed_timestamp_units.csv", "bad_lines.jsonl"):
         path = tmp_path / name
         path.write_bytes(broken_logs(log)[name])
-        out = tmp_path / "out.json"
+        out = tmp_path / f"{name}.summary.json"
         code, text = run_case(tmp_path, ["build-graph", "--interactions", str(path), "--strict", "--json", str(out)],
                               out, capsys, caplog)
         assert code != 0, f"{name}: --strict accepted bad rows\n{text}"
@@ -165,10 +175,10 @@ def test_broken_catalogs_through_build_graph_and_export(corpus_root, tmp_path, c
     for name, content in broken_catalogs((corpus_root / "items.csv").read_text()).items():
         path = tmp_path / name
         path.write_bytes(content)
-        out = tmp_path / "out.json"
+        out = tmp_path / f"{name}.graph.json"
         run_case(tmp_path, ["build-graph", "--interactions", str(tmp_path / "log.csv"), "--items", str(path),
                             "--item-text-cols", "title", "--json", str(out)], out, capsys, caplog)
-        out = tmp_path / "similar.parquet"
+        out = tmp_path / f"{name}.similar.parquet"
         code, _ = run_case(tmp_path, ["export-similar", "--items", str(path), "--attr-cols", "released",
                                       "--out", str(out), "--k", "5", "--no-progress"], out, capsys, caplog)
         if name in ("items_empty.csv", "items_header_only.csv", "items_no_id.csv", "items_binary.csv"):
@@ -180,14 +190,14 @@ def test_broken_configs_through_train_and_build_graph(corpus_root, tmp_path, cap
     for name, content in BROKEN_CONFIGS.items():
         config = tmp_path / name
         config.write_text(content)
-        out = tmp_path / "model"
+        out = tmp_path / f"{name}.model"
         code, text = run_case(tmp_path, ["train", "--interactions", str(tmp_path / "log.csv"), "--no-images",
                                          "--config", str(config), "--out", str(out)], out, capsys, caplog)
         assert code != 0, f"{name}: a broken config trained a model\n{text}"
         assert name in text, f"{name}: the error does not name the config file\n{text}"
         assert not out.exists(), f"{name}: a model was written from a broken config"
     for name in ("syntax.toml", "binary.toml", "table_as_value.toml"):
-        out = tmp_path / "graph.json"
+        out = tmp_path / f"{name}.graph.json"
         code, _ = run_case(tmp_path, ["build-graph", "--interactions", str(tmp_path / "log.csv"), "--config",
                                       str(tmp_path / name), "--json", str(out)], out, capsys, caplog)
         assert code != 0, name
@@ -244,7 +254,7 @@ def test_corrupt_model_folders_through_recommend_export_evaluate(corpus_root, tm
             "evaluate": ["evaluate", "--model", str(folder), "--interactions", str(tmp_path / "log.csv")],
         }
         for command, argv in commands.items():
-            out = tmp_path / f"{command}.out"
+            out = tmp_path / f"{folder.name}.{command}.out"
             argv = argv + (["--json", str(out)] if command == "evaluate" else ["--out", str(out)])
             code, text = run_case(tmp_path, argv, out, capsys, caplog)
             assert code != 0, f"{command} accepted the model folder {folder.name}\n{text}"
