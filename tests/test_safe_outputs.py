@@ -249,3 +249,10 @@ def test_a_model_folder_is_swapped_in_one_step(small_interactions, tmp_path, mon
     model.save(tmp_path / "m")
     assert moves == []  # renameat2(RENAME_EXCHANGE): the folder is never missing
     assert isinstance(RecommenderBase.load(tmp_path / "m"), PopularityRecommender)
+
+
+def test_train_checks_the_checkpoint_dir_before_fitting(monkeypatch, tmp_path, capsys):
+    forbid_loading(monkeypatch, "hybridrec.cli.train")
+    (tmp_path / "file").write_text("x")
+    code, err = run_cli(["train", "--out", str(tmp_path / "m"), "--checkpoint-dir", str(tmp_path / "file")], capsys)
+    assert code == 1 and f"--checkpoint-dir {tmp_path / 'file' / 'last.pt'}: cannot be written" in err

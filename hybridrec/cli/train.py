@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from hybridrec.atomic import check_writable
 from hybridrec.cli.dataset_args import add_dataset_arguments, load_dataset_from_args
@@ -55,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     from hybridrec.recommender_base import MODEL_FOLDER
 
     check_writable(args.out, arg="--out", kind=MODEL_FOLDER, overwrite=args.overwrite)
+    if args.checkpoint_dir:
+        from training.trainer import LAST_CHECKPOINT
+
+        check_writable(Path(args.checkpoint_dir) / LAST_CHECKPOINT, arg="--checkpoint-dir", overwrite=True)
     dataset = load_dataset_from_args(args)
     interactions = dataset.interactions
     if args.min_rating is not None:
