@@ -30,10 +30,10 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
-#: A saved model folder: the one kind of folder :meth:`RecommenderBase.save` replaces.
-MODEL_FOLDER = OutputKind("model", marker=CONFIG_FILE, key="class")
 #: Keys of ``state.pt`` outside the subclass's ``model.*`` tensors: the training matrix.
 _MATRIX_KEYS = ("user_items_row", "user_items_col", "user_items_value")
+#: A saved model folder: the one kind of folder :meth:`RecommenderBase.save` replaces.
+MODEL_FOLDER = OutputKind("model", marker=CONFIG_FILE, key="class")
 
 
 def interaction_matrix(interactions: pd.DataFrame, user_ids: IdMap, item_ids: IdMap,

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from data_builders.errors import HybridRecError, located
-from hybridrec.atomic import check_writable
 from data_builders.parsing import LINE, read_parquet, read_text
 from data_builders.report import LoadReport
+from hybridrec.atomic import check_writable
 from hybridrec.features.image_paths import resolve_image_paths
 from hybridrec.id_map import IdMap
 
