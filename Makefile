@@ -19,10 +19,10 @@ RUN_DIR := runs/movielens-100k
 # The main job: graph summary, the hybrid model against EASE and popularity on a seeded 80/20
 # split of the positives (rating >= 4), then a model trained on all positives, saved.
 demo: install
-	$(PYTHON) -m hybridrec.cli build-graph --dataset movielens-100k --json $(RUN_DIR)/graph_summary.json --out $(RUN_DIR)/graph
+	$(PYTHON) -m hybridrec.cli build-graph --dataset movielens-100k --json $(RUN_DIR)/graph_summary.json --out $(RUN_DIR)/graph --overwrite
 	$(PYTHON) -m hybridrec.cli evaluate --dataset movielens-100k --hybrid --baseline ease popularity \
-		--min-rating 4 --k 10 20 --json $(RUN_DIR)/evaluation.json --report $(RUN_DIR)/report
-	$(PYTHON) -m hybridrec.cli train --dataset movielens-100k --min-rating 4 --out $(RUN_DIR)/model
+		--min-rating 4 --k 10 20 --json $(RUN_DIR)/evaluation.json --report $(RUN_DIR)/report --overwrite
+	$(PYTHON) -m hybridrec.cli train --dataset movielens-100k --min-rating 4 --out $(RUN_DIR)/model --overwrite
 
 test: install
 	$(PYTHON) -m pytest -q tests
