@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from data_builders.catalog import build_catalog
-from data_builders.errors import HybridRecError
 from data_builders.event_log import ColumnMapping, assemble_dataset, interactions_from_table
 from data_builders.parsing import LINE, read_json_lines, require_columns, require_rows
-from data_builders.report import LoadReport
-from data_builders.tables import RecDataset
+from hybridrec.errors import HybridRecError
+from hybridrec.load_report import LoadReport
+from hybridrec.tables import RecDataset
 
 logger = logging.getLogger(__name__)
 

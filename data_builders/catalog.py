@@ -1,5 +1,5 @@
 """Item and user tables from files: one row per id with text, categorical, multi-valued, numeric and
-image columns in their canonical representation (see ``tables.py``)."""
+image columns in their canonical representation (see :mod:`hybridrec.tables`)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_builders.errors import HybridRecError
 from data_builders.parsing import (LINE, MISSING_MARKERS, as_strings, parse_numeric, read_table, require_columns,
                                    require_rows, skip_rows)
-from data_builders.report import LoadReport
-from data_builders.tables import ColumnRoles
+from hybridrec.errors import HybridRecError
 from hybridrec.features.image_paths import resolve_image_paths
+from hybridrec.load_report import LoadReport
+from hybridrec.tables import ColumnRoles
 
 logger = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from data_builders.catalog import empty_attributes, read_items, read_users
-from data_builders.errors import HybridRecError
 from data_builders.filters import DEDUPE_POLICIES, deduplicate
 from data_builders.parsing import LINE, as_strings, parse_numeric, read_table, require_columns, require_rows, skip_rows
-from data_builders.report import LoadReport
-from data_builders.tables import ColumnRoles, RecDataset
 from data_builders.timestamps import parse_timestamps
+from hybridrec.errors import HybridRecError
+from hybridrec.load_report import LoadReport
+from hybridrec.tables import ColumnRoles, RecDataset
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from data_builders.errors import HybridRecError
 from data_builders.parsing import skip_rows
-from data_builders.report import LoadReport
+from hybridrec.errors import HybridRecError
+from hybridrec.load_report import LoadReport
 
 logger = logging.getLogger(__name__)
 

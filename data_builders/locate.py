@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 
 logger = logging.getLogger(__name__)
 

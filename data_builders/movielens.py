@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 
 from data_builders.catalog import multi_values
-from data_builders.errors import HybridRecError
 from data_builders.event_log import assemble_dataset
 from data_builders.locate import locate_dataset
 from data_builders.parsing import LINE, parse_numeric, read_delimited, read_text, require_columns, skip_rows
-from data_builders.report import LoadReport
-from data_builders.tables import ColumnRoles, RecDataset
+from hybridrec.errors import HybridRecError
+from hybridrec.load_report import LoadReport
+from hybridrec.tables import ColumnRoles, RecDataset
 
 logger = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data_builders.errors import HybridRecError, located
-from data_builders.report import LoadReport
+from hybridrec.errors import HybridRecError, located
+from hybridrec.load_report import LoadReport
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from data_builders.errors import HybridRecError, located
 from data_builders.parsing import LINE, numeric_values, skip_rows
-from data_builders.report import LoadReport
+from hybridrec.errors import HybridRecError, located
+from hybridrec.load_report import LoadReport
 
 # Numeric timestamps above these magnitudes are taken as milli-, micro- or nanoseconds (seconds below
 # 1e11 reach the year 5138; milliseconds below it end in March 1973).

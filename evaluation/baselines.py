@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from data_builders.errors import HybridRecError
 from evaluation.ease import EASERecommender
 from evaluation.item_knn import ItemKNNRecommender
 from evaluation.matrix_factorization import BPRMFRecommender
 from evaluation.popularity import PopularityRecommender
+from hybridrec.errors import HybridRecError
 from hybridrec.recommender_base import RecommenderBase
 
 BASELINES: dict[str, type[RecommenderBase]] = {

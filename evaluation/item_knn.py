@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 from hybridrec.model_loading import coo_from_state
 from hybridrec.recommender_base import RecommenderBase, ranked_top_k
 

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 import torch
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 
 #: Metric names computed per K, in report order.
 METRICS_AT_K = ("precision", "recall", "f1", "ndcg", "map", "hit_rate", "mrr", "coverage", "novelty")

@@ -29,9 +29,9 @@ import torch
 from tqdm.auto import tqdm
 
 import hybridrec
-from data_builders.errors import HybridRecError
 from evaluation.metrics import RankingMetrics
 from evaluation.splitters import Split
+from hybridrec.errors import HybridRecError
 from hybridrec.recommender_base import RecommenderBase
 
 logger = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from data_builders.errors import HybridRecError
 from evaluation.metrics import METRICS_AT_K
 from evaluation.protocol import SEGMENTS, EvaluationResult
 from hybridrec.atomic import atomic_path, write_text_atomic
+from hybridrec.errors import HybridRecError
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 
 logger = logging.getLogger(__name__)
 

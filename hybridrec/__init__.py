@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 
 __version__ = "0.1.0"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 from hybridrec.topk import METRICS, EmbeddingScorer, TopKBlock, iter_top_k
 
 logger = logging.getLogger(__name__)

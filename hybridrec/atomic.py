@@ -43,7 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

@@ -25,10 +25,10 @@ import pandas as pd
 import torch
 from torch_geometric.data import HeteroData
 
-from data_builders.errors import HybridRecError
-from data_builders.tables import ColumnRoles, RecDataset
 from hybridrec.atomic import OutputKind, atomic_path
+from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
+from hybridrec.tables import ColumnRoles, RecDataset
 from hybridrec.toml_config import dataclass_from_toml
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 
 
 class IdMap:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 from hybridrec.graph import RecGraph
 from hybridrec.id_map import IdMap
 

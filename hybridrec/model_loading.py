@@ -37,7 +37,7 @@ import pyarrow
 import scipy.sparse as sp
 import torch
 
-from data_builders.errors import HybridRecError, located
+from hybridrec.errors import HybridRecError, located
 from hybridrec.id_map import IdMap
 
 logger = logging.getLogger(__name__)

@@ -28,14 +28,14 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from data_builders.errors import HybridRecError
-from data_builders.tables import ColumnRoles, RecDataset
+from hybridrec.errors import HybridRecError
 from hybridrec.graph import build_graph
 from hybridrec.item_content import ItemContent, align_image_with_text, attribute_flags, encode_item_content
 from hybridrec.models.content_map import item_gram_eigen, reconstruction_map, ridge_map
 from hybridrec.models.ease import fit_ease
 from hybridrec.models.hybrid_gnn import HybridGNN, normalized_adjacency
 from hybridrec.recommender_base import RecommenderBase, ranked_top_k, top_k_frame
+from hybridrec.tables import ColumnRoles, RecDataset
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from data_builders.errors import HybridRecError, located
 from hybridrec import model_loading
 from hybridrec.atomic import OutputKind, atomic_path
+from hybridrec.errors import HybridRecError, located
 from hybridrec.id_map import IdMap
 
 logger = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from data_builders.errors import HybridRecError
 from hybridrec.atomic import atomic_path, write_text_atomic
+from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
 from hybridrec.recommender_base import RecommenderBase
 from hybridrec.topk import METRICS, EmbeddingScorer, FunctionScorer, Scorer, TopKBlock, iter_top_k

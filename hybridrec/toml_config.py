@@ -16,7 +16,7 @@ import types
 import typing
 from pathlib import Path
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data_builders.errors import HybridRecError
 from hybridrec.device import resolve_device
+from hybridrec.errors import HybridRecError
 
 logger = logging.getLogger(__name__)
 

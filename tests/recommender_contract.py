@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import torch
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 from hybridrec.recommender_base import RecommenderBase
 
 SLICE_USERS = 120

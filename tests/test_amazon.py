@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from data_builders.amazon import load_amazon
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 
 REVIEWS = [
     {"reviewerID": "A1", "asin": "B001", "reviewerName": "Ann", "overall": 5.0, "summary": "great",

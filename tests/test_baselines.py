@@ -7,12 +7,12 @@ import pytest
 from recommender_contract import RecommenderContract, contract_data
 from sklearn.metrics.pairwise import cosine_similarity
 
-from data_builders.errors import HybridRecError
 from evaluation.baselines import BASELINES, make_baseline
 from evaluation.ease import EASERecommender
 from evaluation.item_knn import ItemKNNRecommender
 from evaluation.matrix_factorization import BPRMFRecommender
 from evaluation.popularity import PopularityRecommender
+from hybridrec.errors import HybridRecError
 
 
 class TestPopularityContract(RecommenderContract):

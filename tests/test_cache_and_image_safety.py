@@ -18,12 +18,12 @@ import pytest
 from conftest import find_data_dir as real_data_dir
 
 from data_builders.catalog import read_items
-from data_builders.errors import HybridRecError
-from data_builders.report import LoadReport
 from hybridrec.cli import encode
+from hybridrec.errors import HybridRecError
 from hybridrec.features.feature_cache import encode_items
 from hybridrec.features.image_paths import OUTSIDE_IMAGE_DIR, resolve_image_paths, validate_image_pattern
 from hybridrec.features.text_encoder import EncodedTexts, TextEncoder
+from hybridrec.load_report import LoadReport
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 8

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from data_builders.catalog import category_values, multi_values, read_items, read_users, text_values
-from data_builders.errors import HybridRecError
-from data_builders.report import LoadReport
+from hybridrec.errors import HybridRecError
+from hybridrec.load_report import LoadReport
 
 FASHION_CATEGORIES = ["gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "usage"]
 

@@ -17,10 +17,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from data_builders.errors import HybridRecError
 from data_builders.filters import implicit_positives
 from hybridrec import HybridRecommender
 from hybridrec.cli import main
+from hybridrec.errors import HybridRecError
 from hybridrec.models.hybrid_gnn import HybridGNN, normalized_adjacency
 from training.checkpoints import load_checkpoint
 from training.config import TrainConfig

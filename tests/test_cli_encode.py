@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from conftest import find_data_dir as real_data_dir
 
-from data_builders.errors import HybridRecError
 from hybridrec.cli import encode
+from hybridrec.errors import HybridRecError
 
 
 def run_encode(argv: list[str]) -> int:

@@ -10,8 +10,8 @@ import pytest
 import torch
 from sklearn.decomposition import TruncatedSVD
 
-from data_builders.errors import HybridRecError
 from hybridrec.cli import export_similar, recommend
+from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
 from hybridrec.recommender_base import RecommenderBase
 from hybridrec.similarity_export import read_table, read_table_metadata

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from data_builders.errors import HybridRecError
 from hybridrec.cli import main
+from hybridrec.errors import HybridRecError
 from hybridrec.recommender import HybridRecommender, hybrid_from_config
 from hybridrec.recommender_base import RecommenderBase
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from data_builders.catalog import read_items
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 from hybridrec.features.cross_modal import PAIRS_PER_COMPONENT, REGULARIZATION_GRID, CrossModalCCA
 from hybridrec.similarity_export import MIN_CCA_PAIRS, fuse_content_features
 

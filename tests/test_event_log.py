@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_builders.errors import HybridRecError
 from data_builders.event_log import DEFAULT_EVENT_WEIGHTS, ColumnMapping, load_from_files
+from hybridrec.errors import HybridRecError
 
 LOG = """user_id,item_id,event,timestamp
 u1,i1,view,1600000000

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import find_data_dir as real_data_dir
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 from hybridrec.features.feature_cache import FeatureStore, encode_items
 from hybridrec.features.image_encoder import ImageEncoder
 from hybridrec.features.text_encoder import TextEncoder

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_builders.errors import HybridRecError
 from data_builders.filters import deduplicate, implicit_positives, k_core
 from data_builders.parsing import LINE
-from data_builders.report import LoadReport
+from hybridrec.errors import HybridRecError
+from hybridrec.load_report import LoadReport
 
 
 def table(rows, columns=("user_id", "item_id", "weight", "timestamp")) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 from hybridrec.graph import GraphConfig, RecGraph, build_graph
 
 

@@ -8,11 +8,11 @@ import torch
 from recommender_contract import RecommenderContract, contract_data
 from torch_geometric.nn import LGConv
 
-from data_builders.errors import HybridRecError
 from evaluation.popularity import PopularityRecommender
 from evaluation.protocol import EvaluationConfig, dataset_summary, fit_and_evaluate
 from evaluation.splitters import SplitConfig, make_split
 from hybridrec import HybridRecommender
+from hybridrec.errors import HybridRecError
 from hybridrec.models.hybrid_gnn import normalized_adjacency, propagate
 
 FIT = {"item_text_cols": ["title"], "item_attr_cols": ["genres"], "user_attr_cols": ["age", "gender", "occupation"]}

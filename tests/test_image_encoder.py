@@ -11,7 +11,7 @@ from conftest import find_data_dir as real_data_dir
 import torch
 from PIL import Image
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 from hybridrec.features.image_encoder import (
     EfficientNetLite,
     ImageCheckpoint,

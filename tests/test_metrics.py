@@ -11,9 +11,9 @@ from sklearn.metrics import ndcg_score
 from torch_geometric.metrics import (LinkPredF1, LinkPredHitRatio, LinkPredMAP, LinkPredMRR, LinkPredNDCG,
                                      LinkPredPrecision, LinkPredRecall)
 
-from data_builders.errors import HybridRecError
 from evaluation.metrics import (RankingMetrics, average_precision_at_k, f1_at_k, hit_rate_at_k, hits_at_k, ndcg_at_k,
                                 precision_at_k, recall_at_k, reciprocal_rank_at_k)
+from hybridrec.errors import HybridRecError
 from hybridrec.recommender_base import ranked_top_k
 
 LOG3, LOG6 = math.log2(3), math.log2(6)

@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 import torch
 
-from data_builders.errors import HybridRecError
 from evaluation.ease import EASERecommender
 from evaluation.item_knn import ItemKNNRecommender
 from evaluation.matrix_factorization import BPRMFRecommender
 from evaluation.popularity import PopularityRecommender
 from hybridrec.cli import main
+from hybridrec.errors import HybridRecError
 from hybridrec.recommender import HybridRecommender
 from hybridrec.recommender_base import RecommenderBase
 

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from data_builders.errors import HybridRecError
 from data_builders.movielens import load_movielens_1m, load_movielens_100k, load_movielens_latest_small
+from hybridrec.errors import HybridRecError
 
 ML1M_RATINGS = """1::1193::5::978300760
 1::661::3::978302109

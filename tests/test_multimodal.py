@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_builders.errors import HybridRecError
 from hybridrec import HybridRecommender
+from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
 from hybridrec.item_content import align_image_with_text, encode_item_content
 

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_builders.errors import HybridRecError
 from data_builders.parsing import (LINE, as_strings, numeric_values, parse_numeric, read_delimited, read_json_lines,
                                    read_parquet, read_table, require_columns, require_rows, skip_rows)
 from data_builders.timestamps import parse_timestamps
-from data_builders.report import LoadReport
+from hybridrec.errors import HybridRecError
+from hybridrec.load_report import LoadReport
 
 
 def write(path, text: str, encoding: str = "utf-8"):

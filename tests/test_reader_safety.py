@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_builders.errors import HybridRecError
 from data_builders.event_log import ColumnMapping, load_from_files
 from hybridrec.cli import main
 from hybridrec.cli.export_similar import read_id_file
+from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
 
 HEADER = "user_id,item_id,rating,timestamp\n"

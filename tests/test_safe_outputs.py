@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from data_builders.errors import HybridRecError
 from evaluation.ease import EASERecommender
 from evaluation.popularity import PopularityRecommender
 from hybridrec.atomic import FILE, OutputKind, atomic_path, check_writable, reap_stale_scratch, write_text_atomic
 from hybridrec.cli import main
+from hybridrec.errors import HybridRecError
 from hybridrec.recommender_base import RecommenderBase
 
 FOLDER = OutputKind("thing", marker="thing.json", key="thing")

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.decomposition import TruncatedSVD
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
 from hybridrec.similarity_export import (ShardSpec, TopKTableWriter, export_similar_items, merge_shards,
                                          read_table, read_table_metadata, sidecar_path, table_schema)

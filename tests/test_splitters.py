@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_builders.errors import HybridRecError
 from evaluation.splitters import (SplitConfig, cold_item_split, cold_user_split, filter_positives,
                                   leave_last_out_split, make_split, random_split, temporal_split,
                                   user_temporal_split)
+from hybridrec.errors import HybridRecError
 
 
 def pairs(table: pd.DataFrame) -> set:

@@ -11,9 +11,9 @@ import pytest
 from conftest import find_data_dir as real_data_dir
 import torch
 
-from data_builders.errors import HybridRecError
-from hybridrec.features.text_assembly import assemble_texts, render_value, template_fields
 from hybridrec.device import resolve_device
+from hybridrec.errors import HybridRecError
+from hybridrec.features.text_assembly import assemble_texts, render_value, template_fields
 from hybridrec.features.text_encoder import TextCheckpoint, TextEncoder, TextWeights
 
 ML_TEMPLATE = "{title}. Genres: {genres}"

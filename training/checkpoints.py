@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from data_builders.errors import HybridRecError, located
 from hybridrec.atomic import atomic_path
+from hybridrec.errors import HybridRecError, located
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:

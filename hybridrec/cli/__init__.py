@@ -13,7 +13,7 @@ import logging
 import sys
 import warnings
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 
 # Sub-command modules, in the order ``hybridrec --help`` lists them.
 COMMAND_MODULES = ("build_graph", "encode", "train", "evaluate", "export_similar", "recommend")

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_builders.tables import content_summary
+    from hybridrec.tables import content_summary
     from hybridrec.graph import GRAPH_FOLDER, GraphConfig, build_graph
 
     if args.out:

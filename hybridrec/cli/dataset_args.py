@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import codecs
 
-from data_builders.errors import HybridRecError
-from data_builders.tables import RecDataset
+from hybridrec.errors import HybridRecError
+from hybridrec.tables import RecDataset
 
 DATASETS = ("movielens-100k", "movielens-1m", "movielens-latest-small")
 

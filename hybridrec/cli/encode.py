@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from data_builders.errors import HybridRecError
 from hybridrec.cli.dataset_args import text_encoding
+from hybridrec.errors import HybridRecError
 from hybridrec.features.image_paths import resolve_image_paths, validate_image_pattern
 
 ENCODE_DATASETS = ("movielens-100k",)
@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _load_items(args: argparse.Namespace):
     """Items table, id column, text columns, template and image column named by the flags."""
     from data_builders.parsing import LINE, read_table
-    from data_builders.report import LoadReport
+    from hybridrec.load_report import LoadReport
 
     if bool(args.dataset) == bool(args.items):
         raise HybridRecError("give exactly one of --dataset or --items")

@@ -75,7 +75,7 @@ def _baseline_params(name: str, args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_builders.errors import HybridRecError
+    from hybridrec.errors import HybridRecError
     from evaluation.baselines import make_baseline
     from evaluation.protocol import (EvaluationConfig, catalog_tables, dataset_summary, evaluate_model,
                                      fit_and_evaluate)
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``evaluate`` alone (without the other sub-commands)."""
-    from data_builders.errors import HybridRecError
+    from hybridrec.errors import HybridRecError
 
     parser = argparse.ArgumentParser(prog="hybridrec evaluate", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_builders.errors import HybridRecError, located
 from data_builders.parsing import LINE, read_parquet, read_text
-from data_builders.report import LoadReport
 from hybridrec.atomic import check_writable
+from hybridrec.errors import HybridRecError, located
 from hybridrec.features.image_paths import resolve_image_paths
 from hybridrec.id_map import IdMap
+from hybridrec.load_report import LoadReport
 
 from hybridrec.cli.dataset_args import text_encoding
 

@@ -7,10 +7,10 @@ import argparse
 
 import pandas as pd
 
-from data_builders.errors import HybridRecError, located
 from hybridrec.atomic import check_writable
 from hybridrec.cli.export_similar import (add_encoding_argument, coerce_ids, read_id_file, read_table_file,
                                           threads_and_merge)
+from hybridrec.errors import HybridRecError, located
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

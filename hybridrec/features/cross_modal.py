@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 
 logger = logging.getLogger(__name__)
 

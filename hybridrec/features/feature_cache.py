@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_builders.errors import HybridRecError
 from hybridrec.atomic import OutputKind, atomic_path
+from hybridrec.errors import HybridRecError
 from hybridrec.features.image_encoder import ImageCheckpoint, ImageEncoder, ImageWeights, resolve_image_checkpoint
 from hybridrec.features.text_assembly import assemble_texts, default_template
 from hybridrec.features.text_encoder import TextCheckpoint, TextEncoder, TextWeights, resolve_text_checkpoint

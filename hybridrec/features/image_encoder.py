@@ -47,8 +47,8 @@ from torchvision import transforms as T
 from torchvision.ops import Conv2dNormActivation
 from tqdm.auto import tqdm
 
-from data_builders.errors import HybridRecError
 from hybridrec.device import resolve_device
+from hybridrec.errors import HybridRecError
 from hybridrec.features.weight_files import host_reachable, sha256_file
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_builders.errors import HybridRecError, located
+from hybridrec.errors import HybridRecError, located
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 OUTSIDE_IMAGE_DIR = "image path outside --image-dir"

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from data_builders.errors import HybridRecError
+from hybridrec.errors import HybridRecError
 
 LIST_SEPARATOR = ", "
 _SPACES = re.compile(r"\s+")

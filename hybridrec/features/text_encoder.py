@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from data_builders.errors import HybridRecError
 from hybridrec.device import resolve_device
+from hybridrec.errors import HybridRecError
 from hybridrec.features.weight_files import host_reachable, sha256_file
 
 logger = logging.getLogger(__name__)

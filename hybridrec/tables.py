@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from data_builders.errors import HybridRecError
-from data_builders.report import LoadReport
+from hybridrec.errors import HybridRecError
+from hybridrec.load_report import LoadReport
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "weight")
 

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from data_builders.errors import HybridRecError, located
+from hybridrec.errors import HybridRecError, located
 
 logger = logging.getLogger(__name__)
 
