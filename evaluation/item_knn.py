@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 
 from hybridrec.errors import HybridRecError
 from hybridrec.model_loading import coo_from_state
-from hybridrec.recommender_base import RecommenderBase, ranked_top_k
+from hybridrec.recommender_base import RecommenderBase
+from hybridrec.topk import ranked_top_k
 
 logger = logging.getLogger(__name__)
 

@@ -1,14 +1,16 @@
 """Full-ranking metrics: one place for the definitions.
 
 Each user's ranked list is a row of ``top_items`` ``[b, k_max]`` (item indices, best first, ``-1``
-where fewer items were eligible; see :func:`hybridrec.recommender_base.ranked_top_k`, which breaks
-ties by the lower item index). ``hits`` ``[b, k]`` marks the listed items that are among the
+where fewer items were eligible; see :func:`hybridrec.topk.select_top_k`, the one top-k, which
+breaks ties by the lower item index). ``hits`` ``[b, k]`` marks the listed items that are among the
 user's test items, and ``n_relevant`` ``[b]`` counts those test items. Relevance is binary.
 
 Per user, with ``rel_i`` the hit at rank ``i`` (1-based) and ``R = n_relevant``:
 
 * ``precision@K = sum_{i<=K} rel_i / K`` (``K`` even when fewer than ``K`` items were eligible);
-* ``recall@K = sum_{i<=K} rel_i / R`` (denominator ``|test|``, not ``min(|test|, K)``);
+* ``recall@K = sum_{i<=K} rel_i / R`` (denominator ``|test|``, not ``min(|test|, K)``); the one
+  definition, in :func:`recall_at_k`, which offers ``min(R, K)`` as ``denominator="capped"`` for
+  the hybrid model's tuning searches (a list of ``K`` hits then scores 1 even when ``R > K``);
 * ``f1@K = 2 P R / (P + R)``, 0 when both are 0;
 * ``ndcg@K = DCG / IDCG`` with ``DCG = sum_{i<=K} rel_i / log2(i + 1)`` and ``IDCG`` the DCG of
   ``min(R, K)`` hits at the top;
@@ -26,6 +28,8 @@ Two list-level metrics complete them:
 
 The same definitions as ``torch_geometric.metrics.LinkPred*`` (precision, recall, F1, NDCG, MAP,
 MRR, hit ratio), which the tests check them against.
+
+A leaf of the package: it imports only the core (errors, the top-k).
 """
 
 from __future__ import annotations
@@ -33,12 +37,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from hybridrec.errors import HybridRecError
+from hybridrec.topk import select_top_k
 
 #: Metric names computed per K, in report order.
 METRICS_AT_K = ("precision", "recall", "f1", "ndcg", "map", "hit_rate", "mrr", "coverage", "novelty")
+#: What recall@K divides by: ``"relevant"`` (``R``, the reported metric) or ``"capped"`` (``min(R, K)``).
+RECALL_DENOMINATORS = ("relevant", "capped")
 
 
 def hits_at_k(top_items: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -65,9 +73,36 @@ def precision_at_k(hits: torch.Tensor, k: int) -> torch.Tensor:
     return _first_k(hits, k).sum(1) / k
 
 
-def recall_at_k(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
-    """``[b, >=k]`` hits, ``[b]`` relevant counts -> ``[b]`` recall@k (0 when nothing is relevant)."""
-    return _first_k(hits, k).sum(1) / n_relevant.clamp(min=1).to(torch.float64)
+def recall_at_k(hits: torch.Tensor, n_relevant: torch.Tensor, k: int, *,
+                denominator: str = "relevant") -> torch.Tensor:
+    """``[b, >=k]`` hits, ``[b]`` relevant counts -> ``[b]`` float64 recall@k (0 when nothing is relevant).
+
+    Args:
+        denominator: ``"relevant"`` divides the hits by ``R = n_relevant`` (the metric every report
+            shows); ``"capped"`` by ``min(R, k)``, so ``k`` hits score 1 even when ``R > k`` (what
+            the hybrid model's validation searches maximise).
+    """
+    if denominator not in RECALL_DENOMINATORS:
+        raise HybridRecError(f"denominator must be one of {RECALL_DENOMINATORS}, got {denominator!r}")
+    counts = n_relevant.clamp(min=1) if denominator == "relevant" else n_relevant.clamp(min=1, max=k)
+    return _first_k(hits, k).sum(1) / counts.to(torch.float64)
+
+
+def mean_recall_at_k(scores: torch.Tensor | np.ndarray, truth: torch.Tensor | np.ndarray, k: int, *,
+                     denominator: str = "relevant", ties: str = "lower_column") -> float:
+    """Mean :func:`recall_at_k` of a score matrix: ``scores`` ``[b, n_items]`` (``-inf`` = never
+    ranked) against ``truth`` ``[b, n_items]`` bool, over the users with a relevant item.
+
+    The lists are :func:`hybridrec.topk.select_top_k` with ``ties`` (``"backend"``: the backend's
+    own tie order, ``numpy.argpartition`` for an array); the mean is NumPy's over the per-user
+    float64 values. NaN when no user has a relevant item.
+    """
+    _, top_items = select_top_k(scores, k, ties=ties)
+    truth = torch.as_tensor(truth)
+    n_relevant = truth.sum(1)
+    hits = hits_at_k(torch.from_numpy(top_items), truth)
+    per_user = recall_at_k(hits, n_relevant, k, denominator=denominator)[n_relevant > 0]
+    return float(np.mean(per_user.numpy())) if len(per_user) else math.nan
 
 
 def f1_at_k(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
@@ -113,6 +148,18 @@ def item_self_information(item_popularity: torch.Tensor, n_train_users: int) -> 
     return -torch.log2(item_popularity.to(torch.float64).clamp(min=1) / n_train_users)
 
 
+#: The per-user metrics of :data:`METRICS_AT_K`: ``(hits [b, k_max], n_relevant [b], k) -> [b]`` float64.
+_PER_USER_METRICS = {
+    "precision": lambda hits, n_relevant, k: precision_at_k(hits, k),
+    "recall": recall_at_k,
+    "f1": f1_at_k,
+    "ndcg": ndcg_at_k,
+    "map": average_precision_at_k,
+    "hit_rate": lambda hits, n_relevant, k: hit_rate_at_k(hits, k),
+    "mrr": lambda hits, n_relevant, k: reciprocal_rank_at_k(hits, k),
+}
+
+
 class RankingMetrics:
     """Accumulates the metrics of :data:`METRICS_AT_K` at several K over user batches.
 
@@ -125,13 +172,20 @@ class RankingMetrics:
             defaults to ``n_items``.
         item_popularity: ``[n_items]`` training users per item, for novelty (omitted: no novelty).
         n_train_users: number of training users, for novelty.
+        metrics: the names of :data:`METRICS_AT_K` to compute (default all), e.g. ``("recall",)``
+            for the trainer's validation; each is computed the same way whatever the others are.
     """
 
     def __init__(self, ks: Sequence[int], n_items: int, *, n_candidates: int | None = None,
-                 item_popularity: torch.Tensor | None = None, n_train_users: int | None = None) -> None:
+                 item_popularity: torch.Tensor | None = None, n_train_users: int | None = None,
+                 metrics: Sequence[str] = METRICS_AT_K) -> None:
         self.ks = tuple(sorted(set(int(k) for k in ks)))
         if not self.ks or self.ks[0] < 1:
             raise HybridRecError(f"ks must be positive integers, got {list(ks)}")
+        unknown = sorted(set(metrics) - set(METRICS_AT_K))
+        if unknown or not metrics:
+            raise HybridRecError(f"metrics must name some of {METRICS_AT_K}, got {list(metrics)}")
+        self.metrics = tuple(name for name in METRICS_AT_K if name in set(metrics))
         self.n_items = n_items
         self.n_candidates = n_items if n_candidates is None else n_candidates
         self.self_information = None
@@ -147,7 +201,7 @@ class RankingMetrics:
 
     def reset(self) -> None:
         self.n_users = 0
-        self.sums = {f"{name}@{k}": 0.0 for k in self.ks for name in METRICS_AT_K if name != "coverage"}
+        self.sums = {f"{name}@{k}": 0.0 for k in self.ks for name in self.metrics if name != "coverage"}
         self.recommended = {k: torch.zeros(self.n_items, dtype=torch.bool) for k in self.ks}
 
     def update(self, top_items: torch.Tensor, truth: torch.Tensor, n_relevant: torch.Tensor | None = None) -> None:
@@ -171,21 +225,14 @@ class RankingMetrics:
         hits = hits_at_k(top_items[:, :self.k_max], truth)
         self.n_users += int(top_items.shape[0])
         for k in self.ks:
-            per_user = {
-                "precision": precision_at_k(hits, k),
-                "recall": recall_at_k(hits, n_relevant, k),
-                "f1": f1_at_k(hits, n_relevant, k),
-                "ndcg": ndcg_at_k(hits, n_relevant, k),
-                "map": average_precision_at_k(hits, n_relevant, k),
-                "hit_rate": hit_rate_at_k(hits, k),
-                "mrr": reciprocal_rank_at_k(hits, k),
-            }
-            for name, values in per_user.items():
-                self.sums[f"{name}@{k}"] += float(values.sum())
+            for name in self.metrics:
+                if name in _PER_USER_METRICS:
+                    self.sums[f"{name}@{k}"] += float(_PER_USER_METRICS[name](hits, n_relevant, k).sum())
             listed = top_items[:, :k]
             valid = listed >= 0
-            self.recommended[k][listed[valid]] = True
-            if self.self_information is not None:
+            if "coverage" in self.metrics:
+                self.recommended[k][listed[valid]] = True
+            if "novelty" in self.metrics and self.self_information is not None:
                 information = torch.where(valid, self.self_information[listed.clamp(min=0)], 0.0)
                 per_list = information.sum(1) / valid.sum(1).clamp(min=1)
                 self.sums[f"novelty@{k}"] += float(per_list.sum())
@@ -197,7 +244,7 @@ class RankingMetrics:
         """
         out: dict[str, float] = {}
         for k in self.ks:
-            for name in METRICS_AT_K:
+            for name in self.metrics:
                 key = f"{name}@{k}"
                 if name == "coverage":
                     out[key] = (float(self.recommended[k].sum()) / self.n_candidates

@@ -5,7 +5,8 @@ candidates)``, ``similar_items(item_ids, k)``, ``save(path)`` / ``load(path)``. 
 implement the tensor parts: :meth:`_fit`, :meth:`score_users` and (optionally)
 :meth:`item_similarity` and the state they save; id handling, filtering, top-k and persistence
 live here once. :meth:`RecommenderBase.rank_users` is the same ranking on internal indices, for
-evaluation; :func:`ranked_top_k` is the one top-k (ties broken by the lower item index).
+evaluation. Rankings come from :func:`hybridrec.topk.ranked_top_k`, the one top-k (ties broken
+by the lower item index).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from hybridrec import model_loading
 from hybridrec.atomic import OutputKind, atomic_path
 from hybridrec.errors import HybridRecError, located
 from hybridrec.id_map import IdMap
+from hybridrec.topk import ranked_top_k, seeded_tie_keys
 
 logger = logging.getLogger(__name__)
 
@@ -48,57 +50,6 @@ def interaction_matrix(interactions: pd.DataFrame, user_ids: IdMap, item_ids: Id
     matrix = sp.csr_matrix((values, (rows, cols)), shape=(len(user_ids), len(item_ids)), dtype=np.float32)
     matrix.sum_duplicates()
     return matrix
-
-
-def ranked_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` best columns of each row of ``scores`` ``[b, n]``, best first.
-
-    Ties are broken by the lower column index, so results never depend on ``torch.topk``'s
-    unspecified tie order. NaN counts as ``-inf``. Columns scored ``-inf`` (filtered) come back
-    with index ``-1`` and value ``-inf``.
-
-    Returns:
-        ``(values, indices)``, both ``[b, min(k, n)]``; indices are int64.
-    """
-    if k < 1:
-        raise HybridRecError(f"k must be >= 1, got {k}")
-    scores = scores.float()
-    scores = scores.masked_fill(torch.isnan(scores), -torch.inf)
-    n_rows, n_columns = scores.shape
-    k = min(k, n_columns)
-    if n_rows == 0 or k == 0:
-        empty = torch.empty(n_rows, k)
-        return empty, empty.long()
-    kth_value = torch.topk(scores, k, dim=1).values[:, -1:]
-    above = scores > kth_value
-    # Of the columns tied with the k-th value, keep the lowest-indexed ones that still fit: a second
-    # top-k over a key that is larger for lower columns (no [b, n] int64 cumsum needed).
-    room = k - above.sum(dim=1, keepdim=True)
-    max_room = int(room.max())
-    reversed_column = torch.arange(n_columns, 0, -1, dtype=torch.float32)
-    tie_key = torch.where(scores == kth_value, reversed_column, torch.tensor(-1.0))
-    tie_columns = torch.topk(tie_key, max_room, dim=1).indices
-    take = torch.arange(max_room).unsqueeze(0) < room
-    chosen = above | torch.zeros_like(above).scatter(1, tie_columns, take)
-    indices = chosen.nonzero()[:, 1].view(n_rows, k)  # ascending column order
-    values = scores.gather(1, indices)
-    order = torch.sort(values, dim=1, descending=True, stable=True).indices
-    values, indices = values.gather(1, order), indices.gather(1, order)
-    indices[torch.isneginf(values)] = -1
-    return values, indices
-
-
-def tie_keys(user_index: np.ndarray, n_items: int, seed: int) -> torch.Tensor:
-    """Pseudo-random int64 keys ``[len(user_index), n_items]`` from (seed, user, item) alone.
-
-    A splitmix64-style mix: each user gets its own random item order, independent of batching.
-    """
-    users = torch.from_numpy(np.asarray(user_index, dtype=np.int64)).unsqueeze(1)
-    items = torch.arange(n_items, dtype=torch.int64).unsqueeze(0)
-    mixed = users * 0x9E3779B1 + items * 0x85EBCA77 + seed * 0xC2B2AE3D
-    for shift, multiplier in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
-        mixed = (mixed ^ (mixed >> shift)) * (multiplier - (1 << 64) if multiplier >= 1 << 63 else multiplier)
-    return mixed ^ (mixed >> 31)
 
 
 def top_k_frame(values: torch.Tensor, indices: torch.Tensor, query_ids: np.ndarray, result_ids: IdMap,
@@ -223,11 +174,8 @@ class RecommenderBase:
                 scores[rows, cols] = -torch.inf
         if candidate_mask is not None:
             scores[:, ~candidate_mask] = -torch.inf
-        if tie_seed is None:
-            return ranked_top_k(scores, k)
-        order = tie_keys(np.asarray(user_index, dtype=np.int64), scores.shape[1], tie_seed).argsort(dim=1)
-        values, positions = ranked_top_k(scores.gather(1, order), k)
-        return values, torch.where(positions >= 0, order.gather(1, positions.clamp(min=0)), positions)
+        keys = None if tie_seed is None else seeded_tie_keys(user_index, scores.shape[1], tie_seed)
+        return ranked_top_k(scores, k, tie_keys=keys)
 
     def recommend(self, user_ids: Iterable, k: int = 10, filter_seen: bool = True,
                   candidates: Iterable | None = None) -> pd.DataFrame:

@@ -1,11 +1,23 @@
-"""Exact blockwise top-k: a block of queries scored against every column, then ``torch.topk``.
+"""The one top-k of hybridrec, and exact blockwise top-k over item embeddings.
 
+:func:`select_top_k` is the only top-k selection: a recommender's ranking (through
+:func:`ranked_top_k`), the training validation, the tuning searches and the similarity export all
+call it. Its tie rule is a parameter:
+
+* ``ties="lower_column"`` (the default): tied scores are ordered by the lower column, or by the
+  lower key of ``tie_keys`` (e.g. :func:`seeded_tie_keys`, a pseudo-random item order per user);
+  NaN counts as ``-inf`` and columns scored ``-inf`` come back as ``-1``. Results never depend on
+  the block size, the shard or ``torch.topk``'s unspecified tie order.
+* ``ties="backend"``: whatever the backend's own selection picks (``torch.topk`` for a tensor,
+  ``numpy.argpartition`` for an array), values as they are; kept only for the validation loops
+  whose past results (early stopping, tuned hyper-parameters) were decided by it.
+
+Blockwise search: a block of queries scored against every column, then :func:`select_top_k`.
 Memory stays at ``O(block x n_columns)`` scores (plus the ``[n_items, dim]`` embeddings), never
 ``n_items x n_items``: the block size is chosen from a memory budget. Works on CPU (all torch
 threads) and on a GPU when one is given. On the CPU, wide rows are reduced in two stages (the
-maxima of column groups, then ``topk`` over the best groups only), with a check that falls back
-to a full sort for any row where the shortcut could miss a result. Results are deterministic:
-ties in score are ordered by the lower item index, whatever the block size or shard.
+maxima of column groups, then ``topk`` over the best groups only), with a check that hands any row
+where the shortcut could miss a result to the exact path.
 
 Tensor layer only: internal indices in, internal indices out (see ``similarity_export`` for ids).
 """
@@ -33,7 +45,7 @@ METRICS = ("cosine", "dot")
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
 #: Never use more than this share of the memory that is free right now.
 AVAILABLE_MEMORY_SHARE = 0.5
-_FALLBACK_ROWS = 64  # rows per full sort when ties straddle the k-th place (rare)
+_FALLBACK_ROWS = 64  # rows per step of the exact tie path (ties across the k-th place: rare)
 
 
 def available_memory_bytes(device: torch.device | str = "cpu") -> int:
@@ -82,16 +94,34 @@ def _order_by_score_then_column(values: np.ndarray, columns: np.ndarray) -> tupl
     return np.take_along_axis(values, by_score, 1), np.take_along_axis(columns, by_score, 1)
 
 
-def _full_sort_top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reference path: stable full sort (NaN as ``-inf``), for the rare rows :func:`select_top_k` hands over."""
+def _tied_top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact path for the rows :func:`select_top_k` hands over (a tie across the k-th place, a NaN,
+    an unsure two-stage result, or ``k == n``): ``[b, n]`` -> ``[b, k]``, NaN as ``-inf``.
+
+    The columns scoring above the k-th value are taken, then the lowest-indexed columns tied with
+    it that still fit (a second ``topk`` over a key that is larger for lower columns), so no row is
+    fully sorted.
+    """
     values, columns = [], []
     for start in range(0, scores.shape[0], _FALLBACK_ROWS):
         rows = scores[start:start + _FALLBACK_ROWS]
         rows = rows.masked_fill(torch.isnan(rows), -torch.inf)
-        sorted_rows = torch.sort(rows, dim=1, descending=True, stable=True)
-        values.append(sorted_rows.values[:, :k].cpu().numpy())
-        columns.append(sorted_rows.indices[:, :k].cpu().numpy())
-    return np.concatenate(values), np.concatenate(columns)
+        n_rows, n_columns = rows.shape
+        kth_value = torch.topk(rows, k, dim=1).values[:, -1:]
+        above = rows > kth_value
+        room = k - above.sum(dim=1, keepdim=True)
+        max_room = int(room.max())
+        key_dtype = torch.float32 if n_columns <= 2**24 else torch.float64  # exact column numbers
+        reversed_column = torch.arange(n_columns, 0, -1, dtype=key_dtype, device=rows.device)
+        tie_key = torch.where(rows == kth_value, reversed_column, torch.tensor(-1.0, dtype=key_dtype,
+                                                                               device=rows.device))
+        tie_columns = torch.topk(tie_key, max_room, dim=1).indices
+        take = torch.arange(max_room, device=rows.device).unsqueeze(0) < room
+        chosen = above | torch.zeros_like(above).scatter(1, tie_columns, take)
+        chosen_columns = chosen.nonzero()[:, 1].view(n_rows, k)  # ascending column order
+        values.append(rows.gather(1, chosen_columns).cpu().numpy())
+        columns.append(chosen_columns.cpu().numpy())
+    return _order_by_score_then_column(np.concatenate(values), np.concatenate(columns))
 
 
 def _grouped_top_k(scores: torch.Tensor, k: int, group_length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,28 +150,73 @@ def group_length_for(n_columns: int, k: int, device: torch.device | str = "cpu")
     return 16 * max(1, int(round(1.6 * (n_columns / (k + 2)) ** 0.5 / 16)))
 
 
-def select_top_k(scores: torch.Tensor, k: int, *, group_length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+#: How :func:`select_top_k` orders tied scores (see the module docstring).
+TIE_RULES = ("lower_column", "backend")
+
+
+def _backend_top_k(scores: torch.Tensor | np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``ties="backend"``: ``torch.topk`` of a tensor or ``numpy.argpartition`` of an array, as they are."""
+    n_rows, n_columns = scores.shape
+    k = min(k, n_columns)
+    if n_rows == 0 or k == 0:
+        return np.zeros((n_rows, k), np.float32), np.zeros((n_rows, k), np.int64)
+    if isinstance(scores, np.ndarray):
+        columns = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        values = np.take_along_axis(scores, columns, axis=1)
+    else:
+        top = torch.topk(scores, k, dim=1)
+        values, columns = top.values.cpu().numpy(), top.indices.cpu().numpy()
+    return values.astype(np.float32, copy=False), columns.astype(np.int64, copy=False)
+
+
+def select_top_k(scores: torch.Tensor | np.ndarray, k: int, *, ties: str = "lower_column",
+                 tie_keys: torch.Tensor | None = None,
+                 group_length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best columns of each row of ``scores`` ``[b, n]`` (any device), best first.
 
-    Ties are ordered by the lower column. One ``torch.topk`` of ``k + 1`` finds every row whose
-    k-th and (k+1)-th scores differ, where that order is already decided; only rows with a tie
-    across the k-th place (or a NaN, counted as ``-inf``) are fully sorted. The small ``[b, k]``
-    results are ordered on the CPU in NumPy. With ``group_length`` (dividing ``n``; see
-    :func:`group_length_for`) the top ``k + 1`` are found in two stages (group maxima first), which
-    reads far fewer values through ``topk`` on wide rows.
+    With ``ties="lower_column"`` (the default), ties are ordered by the lower column, or by the lower
+    key where ``tie_keys`` ``[b, n]`` (distinct int64 keys per row, e.g. :func:`seeded_tie_keys`) is
+    given; NaN counts as ``-inf``. One ``torch.topk`` of ``k + 1`` finds every row whose k-th and
+    (k+1)-th scores differ, where that order is already decided; only rows with a tie across the
+    k-th place (or a NaN) take the exact tie path. The small ``[b, k]`` results are ordered on the
+    CPU in NumPy. With ``group_length`` (dividing ``n``; see :func:`group_length_for`) the top
+    ``k + 1`` are found in two stages (group maxima first), which reads far fewer values through
+    ``topk`` on wide rows.
+
+    With ``ties="backend"``, the backend's own unordered-tie selection is returned unchanged
+    (``torch.topk`` for a tensor, ``numpy.argpartition(-scores)`` for an array: then not sorted),
+    ``-inf`` and NaN columns included; ``tie_keys`` and ``group_length`` do not apply.
 
     Returns:
-        ``(values, columns)``, both ``[b, min(k, n)]`` arrays (float32, int64); column ``-1``
-        where the score is ``-inf`` (filtered out).
+        ``(values, columns)``, both ``[b, min(k, n)]`` arrays (float32, int64); with
+        ``"lower_column"``, column ``-1`` where the score is ``-inf`` (filtered out).
+
+    Raises:
+        HybridRecError: ``k < 1``, an unknown tie rule, or ``tie_keys`` of another shape.
     """
     if k < 1:
         raise HybridRecError(f"k must be >= 1, got {k}")
+    if ties not in TIE_RULES:
+        raise HybridRecError(f"ties must be one of {TIE_RULES}, got {ties!r}")
+    if ties == "backend":
+        if tie_keys is not None or group_length:
+            raise HybridRecError("tie_keys and group_length apply only to ties='lower_column'")
+        return _backend_top_k(scores, k)
+    scores = torch.as_tensor(scores)
+    if tie_keys is not None:
+        if tuple(tie_keys.shape) != tuple(scores.shape):
+            raise HybridRecError(f"tie_keys has shape {tuple(tie_keys.shape)}, scores {tuple(scores.shape)}")
+        order = tie_keys.argsort(dim=1)
+        values, positions = select_top_k(scores.gather(1, order.to(scores.device)), k)
+        order = order.cpu().numpy()
+        columns = np.where(positions >= 0, np.take_along_axis(order, np.maximum(positions, 0), axis=1), positions)
+        return values, columns
     n_rows, n_columns = scores.shape
     k = min(k, n_columns)
     if n_rows == 0 or k == 0:
         return np.zeros((n_rows, k), np.float32), np.zeros((n_rows, k), np.int64)
     if k == n_columns:
-        values, columns = _full_sort_top_k(scores, k)
+        values, columns = _tied_top_k(scores, k)
     else:
         if group_length and n_columns % group_length == 0 and n_columns // group_length > k + 2:
             top_values, top_columns, exact = _grouped_top_k(scores, k, group_length)
@@ -155,9 +230,36 @@ def select_top_k(scores: torch.Tensor, k: int, *, group_length: int | None = Non
         values, columns = _order_by_score_then_column(values[:, :k], columns[:, :k])
         if len(undecided):
             rows = torch.from_numpy(undecided).to(scores.device)
-            values[undecided], columns[undecided] = _full_sort_top_k(scores[rows], k)
+            values[undecided], columns[undecided] = _tied_top_k(scores[rows], k)
     columns[np.isneginf(values)] = -1
     return values.astype(np.float32, copy=False), columns.astype(np.int64, copy=False)
+
+
+def ranked_top_k(scores: torch.Tensor, k: int, *,
+                 tie_keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`select_top_k` (``ties="lower_column"``) of ``scores`` ``[b, n]`` taken as float32, as
+    CPU tensors: the form the estimators rank with.
+
+    Returns:
+        ``(values, indices)``, both ``[b, min(k, n)]`` (float32, int64); index ``-1`` and value
+        ``-inf`` where a column was filtered out.
+    """
+    values, columns = select_top_k(torch.as_tensor(scores).float(), k, tie_keys=tie_keys)
+    return torch.from_numpy(values), torch.from_numpy(columns)
+
+
+def seeded_tie_keys(row_index: np.ndarray, n_columns: int, seed: int) -> torch.Tensor:
+    """Pseudo-random int64 keys ``[len(row_index), n_columns]`` from (seed, row, column) alone.
+
+    A splitmix64-style mix: each row (user) gets its own random column (item) order, independent of
+    batching; pass it as :func:`select_top_k`'s ``tie_keys``.
+    """
+    rows = torch.from_numpy(np.asarray(row_index, dtype=np.int64)).unsqueeze(1)
+    columns = torch.arange(n_columns, dtype=torch.int64).unsqueeze(0)
+    mixed = rows * 0x9E3779B1 + columns * 0x85EBCA77 + seed * 0xC2B2AE3D
+    for shift, multiplier in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        mixed = (mixed ^ (mixed >> shift)) * (multiplier - (1 << 64) if multiplier >= 1 << 63 else multiplier)
+    return mixed ^ (mixed >> 31)
 
 
 class EmbeddingScorer:

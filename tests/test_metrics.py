@@ -14,7 +14,7 @@ from torch_geometric.metrics import (LinkPredF1, LinkPredHitRatio, LinkPredMAP, 
 from evaluation.metrics import (RankingMetrics, average_precision_at_k, f1_at_k, hit_rate_at_k, hits_at_k, ndcg_at_k,
                                 precision_at_k, recall_at_k, reciprocal_rank_at_k)
 from hybridrec.errors import HybridRecError
-from hybridrec.recommender_base import ranked_top_k
+from hybridrec.topk import ranked_top_k
 
 LOG3, LOG6 = math.log2(3), math.log2(6)
 IDCG3 = 1 + 1 / LOG3 + 0.5

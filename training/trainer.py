@@ -1,10 +1,10 @@
 """Mini-batch trainer for the graph part of the hybrid model.
 
 Adam with weight decay, full-catalog softmax or BPR with sampled negatives, early stopping on
-validation recall@K (computed with :mod:`evaluation.metrics`), best-state keeping, resumable
-checkpoints (resumed only on the config and training data they were written for), seed control,
-CPU or GPU (AMP on GPU), a progress bar and per-epoch logs. Each epoch a seeded share of the warm
-items is trained as cold (``TrainConfig.cold_item_share``).
+validation recall@K (:func:`evaluation.metrics.recall_at_k` over :func:`hybridrec.topk.select_top_k`
+lists), best-state keeping, resumable checkpoints (resumed only on the config and training data
+they were written for), seed control, CPU or GPU (AMP on GPU), a progress bar and per-epoch logs.
+Each epoch a seeded share of the warm items is trained as cold (``TrainConfig.cold_item_share``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from evaluation.metrics import RankingMetrics
 from hybridrec.device import resolve_device
 from hybridrec.models.hybrid_gnn import HybridGNN, bpr_loss, normalized_adjacency, sampled_negatives, softmax_loss
+from hybridrec.topk import select_top_k
 from training.checkpoints import check_resumable, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 
@@ -227,19 +228,23 @@ class Trainer:
     # -- validation ----------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self, model: HybridGNN, data: GraphTrainingData) -> float:
-        """Recall@``eval_k`` on ``data.valid`` ranking all items not in ``data.train``."""
+        """Recall@``eval_k`` on ``data.valid`` ranking all items not in ``data.train``.
+
+        The lists keep ``torch.topk``'s own tie order (``ties="backend"``): early stopping, hence
+        the model, was decided by it.
+        """
         model.eval()
         x = model.node_inputs(data.content, data.present, data.user_has_id, data.item_has_id)
         user_embeddings, item_embeddings = model(x, data.adjacency)
         users = np.flatnonzero(np.diff(data.valid.indptr) > 0)
-        metrics = RankingMetrics((self.config.eval_k,), model.num_items)
+        metrics = RankingMetrics((self.config.eval_k,), model.num_items, metrics=("recall",))
         for start in range(0, len(users), 1024):
             batch = users[start:start + 1024]
             scores = (user_embeddings[torch.from_numpy(batch).to(self.device)] @ item_embeddings.T).float().cpu()
             seen = data.train[batch].tocoo()
             scores[torch.from_numpy(seen.row.astype(np.int64)), torch.from_numpy(seen.col.astype(np.int64))] = -torch.inf
-            top = torch.topk(scores, self.config.eval_k, dim=1).indices
-            metrics.update(top, torch.from_numpy(data.valid[batch].toarray() > 0))
+            _, top = select_top_k(scores, self.config.eval_k, ties="backend")
+            metrics.update(torch.from_numpy(top), torch.from_numpy(data.valid[batch].toarray() > 0))
         model.train()
         return metrics.compute()[f"recall@{self.config.eval_k}"]
 
