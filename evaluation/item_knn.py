@@ -41,10 +41,13 @@ class ItemKNNRecommender(RecommenderBase):
         self.n_neighbors = n_neighbors
         self.shrinkage = shrinkage
         self.binary = binary
-        if n_neighbors is not None and n_neighbors < 1:
-            raise HybridRecError(f"ItemKNNRecommender.n_neighbors must be >= 1 or None, got {n_neighbors}")
-        if shrinkage < 0:
-            raise HybridRecError(f"ItemKNNRecommender.shrinkage must be >= 0, got {shrinkage}")
+
+    def _check_params(self) -> None:
+        """``n_neighbors`` >= 1 or None, ``shrinkage`` >= 0."""
+        if self.n_neighbors is not None and self.n_neighbors < 1:
+            raise HybridRecError(f"ItemKNNRecommender.n_neighbors must be >= 1 or None, got {self.n_neighbors}")
+        if self.shrinkage < 0:
+            raise HybridRecError(f"ItemKNNRecommender.shrinkage must be >= 0, got {self.shrinkage}")
 
     def _user_rows(self, user_index: np.ndarray | None = None) -> sp.csr_matrix:
         """Training rows ``[b, n_items]`` (all users when ``user_index`` is None), binarised if asked."""

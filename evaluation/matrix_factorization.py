@@ -86,6 +86,9 @@ class BPRMFRecommender(RecommenderBase):
         self.regularization = regularization
         self.batch_size = batch_size
         self.seed = seed
+
+    def _check_params(self) -> None:
+        """``n_factors``, ``epochs`` and ``batch_size`` >= 1."""
         for name in ("n_factors", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise HybridRecError(f"BPRMFRecommender.{name} must be >= 1, got {getattr(self, name)}")

@@ -202,10 +202,13 @@ def checked_params(cls: type, params: dict, path: Path) -> dict:
 
 
 def build_from_config(cls: type, params: dict, path: Path):
-    """``cls(**params)`` after :func:`checked_params`; the constructor's own refusals name ``path``."""
+    """``cls(**params)`` after :func:`checked_params`, its values checked (``_check_params``, as
+    ``fit`` does); the constructor's and the check's refusals name ``path``."""
     params = checked_params(cls, params, path)
     try:
-        return cls(**params)
+        model = cls(**params)
+        model._check_params()
+        return model
     except (TypeError, ValueError) as err:  # HybridRecError is a ValueError
         reason = str(err) if isinstance(err, HybridRecError) else short_reason(err)
         raise HybridRecError(located(f"key 'params': {reason}", file=path)) from err

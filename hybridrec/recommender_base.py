@@ -1,7 +1,11 @@
 """The contract every recommender in hybridrec obeys (the hybrid model and every baseline).
 
 ``fit(interactions, items=None, users=None) -> self``, ``recommend(user_ids, k, filter_seen,
-candidates)``, ``similar_items(item_ids, k)``, ``save(path)`` / ``load(path)``. Subclasses only
+candidates)``, ``similar_items(item_ids, k)``, ``save(path)`` / ``load(path)``, and scikit-learn's
+``get_params`` / ``set_params`` (so ``sklearn.base.clone`` works; values are checked in ``fit``).
+Two capabilities are optional: ``item_vectors()`` and ``recommend_for_history(item_ids, k)``;
+a model without them raises :class:`MissingCapabilityError` (a :class:`HybridRecError`) when asked,
+and ``hasattr`` says whether it has them. Subclasses only
 implement the tensor parts: :meth:`_fit`, :meth:`score_users` and (optionally)
 :meth:`item_similarity` and the state they save; id handling, filtering, top-k and persistence
 live here once. :meth:`RecommenderBase.rank_users` is the same ranking on internal indices, for
@@ -14,7 +18,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +40,12 @@ CONFIG_FILE = "config.json"
 _MATRIX_KEYS = ("user_items_row", "user_items_col", "user_items_value")
 #: A saved model folder: the one kind of folder :meth:`RecommenderBase.save` replaces.
 MODEL_FOLDER = OutputKind("model", marker=CONFIG_FILE, key="class")
+
+
+class MissingCapabilityError(HybridRecError, AttributeError):
+    """A model lacks an optional capability (:attr:`RecommenderBase.item_vectors`,
+    :attr:`RecommenderBase.recommend_for_history`). Also an ``AttributeError``, so that
+    ``hasattr(model, name)`` tells whether the model has it."""
 
 
 def interaction_matrix(interactions: pd.DataFrame, user_ids: IdMap, item_ids: IdMap,
@@ -98,10 +108,31 @@ class RecommenderBase:
         model_loading.register_recommender(cls)
 
     # -- parameters (scikit-learn style) ---------------------------------------------------
-    def get_params(self) -> dict:
-        """Constructor arguments as given."""
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor arguments as given (``deep`` is there for scikit-learn: nothing is nested)."""
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params) -> "RecommenderBase":
+        """Set constructor arguments by name, as scikit-learn does; return ``self``.
+
+        Values are checked when :meth:`fit` (or :meth:`load`) runs, not here.
+
+        Raises:
+            HybridRecError: a name that is not a constructor argument (nothing is set then).
+        """
+        valid = self.get_params()
+        for name in params:
+            if name not in valid:
+                raise HybridRecError(f"{type(self).__name__}.set_params: unknown parameter {name!r}; "
+                                     f"valid parameters: {sorted(valid)}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def _check_params(self) -> None:
+        """Refuse parameter values that cannot be fitted, with a :class:`HybridRecError` naming the
+        parameter. Run at the start of :meth:`fit` and by :meth:`load`; subclasses extend it."""
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -113,7 +144,9 @@ class RecommenderBase:
         """Learn from ``interactions`` (user_id, item_id, optional weight); return ``self``.
 
         Items in ``items`` and users in ``users`` without interactions are kept as cold ones.
+        The parameters are checked first (:meth:`_check_params`).
         """
+        self._check_params()
         for column in ("user_id", "item_id"):
             if column not in interactions.columns:
                 raise HybridRecError(f"interactions has no column {column!r}; found {list(interactions.columns)}")
@@ -147,6 +180,19 @@ class RecommenderBase:
     def item_similarity(self, item_index: np.ndarray) -> torch.Tensor:
         """Similarity of items ``item_index`` ``[b]`` to every item -> ``[b, n_items]``."""
         raise HybridRecError(f"{type(self).__name__} has no item-item similarity")
+
+    @property
+    def item_vectors(self) -> Callable[[], torch.Tensor | np.ndarray]:
+        """``item_vectors()``: item vectors ``[n_items, dim]`` (rows in ``item_ids_`` order) whose
+        cosine or dot product ranks similar items, for models that have them (exported through the
+        exact blockwise top-k or an ANN index instead of :meth:`item_similarity`).
+
+        An optional capability: a model that has it defines the method ``item_vectors(self)``.
+        Here it raises :class:`MissingCapabilityError`, so a model without it has no such
+        attribute (``hasattr(model, "item_vectors")`` is False) and calling it says so.
+        """
+        raise MissingCapabilityError(f"{type(self).__name__} has no item vectors: its similar items come from "
+                                     "item_similarity()")
 
     # -- public API ------------------------------------------------------------------------
     def rank_users(self, user_index: np.ndarray, k: int, *, filter_seen: bool = True,
@@ -213,6 +259,19 @@ class RecommenderBase:
             return pd.DataFrame({"user_id": user_ids, "item_id": self.item_ids_.ids[:0],
                                  "score": np.zeros(0, np.float32), "rank": np.zeros(0, np.int64)})
         return pd.concat(frames, ignore_index=True)
+
+    @property
+    def recommend_for_history(self) -> Callable[..., pd.DataFrame]:
+        """``recommend_for_history(item_ids, k=20, filter_seen=True, candidates=None)``: the top-``k``
+        items for a new user known only by the items ``item_ids`` they interacted with, without
+        refitting (``filter_seen``: drop those items; ``candidates``: rank only these), as a
+        DataFrame with columns item_id, score, rank (1-based).
+
+        An optional capability, declared like :attr:`item_vectors`: a model that has it defines the
+        method; here it raises :class:`MissingCapabilityError`.
+        """
+        raise MissingCapabilityError(f"{type(self).__name__} has no recommend_for_history: it cannot recommend "
+                                     "for a new user's history; recommend for users it was fitted on instead")
 
     def similar_items(self, item_ids: Iterable, k: int = 10) -> pd.DataFrame:
         """Top-``k`` most similar items per item (the item itself excluded).

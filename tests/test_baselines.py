@@ -82,9 +82,9 @@ def test_item_knn_shrinkage_damps_similarities(data):
     assert (shrunk.toarray() <= plain.toarray() + 1e-7).all()
 
 
-def test_item_knn_rejects_bad_params():
+def test_item_knn_rejects_bad_params(data):
     with pytest.raises(HybridRecError, match="n_neighbors"):
-        ItemKNNRecommender(n_neighbors=0)
+        ItemKNNRecommender(n_neighbors=0).fit(data.interactions)
 
 
 def test_bpr_loss_decreases(data):
