@@ -7,11 +7,10 @@ A folder written by :meth:`hybridrec.recommender_base.RecommenderBase.save` hold
 Which class is built:
     Every subclass of ``RecommenderBase`` registers itself here by its class name (the name ``save``
     writes), when its module is imported. Loading looks the saved name up in that registry and
-    nothing else: ``config.json`` never names code to run. A name not registered yet may belong to
-    one of the project's own model modules (:data:`MODEL_MODULES`) that the process has not
-    imported (``hybridrec recommend`` on a saved baseline); only when the saved ``module`` is one of
-    those fixed names is it imported, and the class must then have registered itself. Any other
-    ``module`` value is information only and never imported.
+    nothing else: ``config.json`` never names code to run, and its ``module`` value is information
+    only, never imported. A class must therefore be imported before a model of it is loaded
+    (``import evaluation.baselines`` for the baselines; the ``hybridrec`` command does it for every
+    command given ``--model``); the error for an unregistered class names the module to import.
 
 Which parameters:
     ``params`` must name parameters of the class's ``__init__`` (keyword arguments only); each value
@@ -21,7 +20,6 @@ Which parameters:
 from __future__ import annotations
 
 import collections.abc
-import importlib
 import inspect
 import json
 import logging
@@ -41,11 +39,6 @@ from hybridrec.errors import HybridRecError, located
 from hybridrec.id_map import IdMap
 
 logger = logging.getLogger(__name__)
-
-#: The project's own modules that define saveable recommenders; the only modules a saved
-#: ``config.json`` can cause to be imported (see the module docstring).
-MODEL_MODULES = ("hybridrec.recommender", "evaluation.popularity", "evaluation.item_knn",
-                 "evaluation.matrix_factorization", "evaluation.ease")
 
 #: Prefix of the subclass's tensors in ``state.pt`` (``_load_state`` gets them without it).
 MODEL_STATE_PREFIX = "model."
@@ -111,18 +104,18 @@ def read_config(path: Path) -> dict:
 def resolve_class(config: dict, path: Path) -> type:
     """The registered class that ``config['class']`` names (see the module docstring)."""
     name, module = config["class"], config.get("module")
-    if name not in _REGISTRY and isinstance(module, str) and module in MODEL_MODULES:
-        importlib.import_module(module)
     classes = _REGISTRY.get(name, {})
     if len(classes) > 1:
         raise HybridRecError(located(f"key 'class': {name!r} is ambiguous, several recommender classes have that "
                                      f"name: {sorted(classes)}", file=path))
     if not classes:
         known = sorted(registered_recommenders())
+        where = (f"import {module} (the module the folder names)" if isinstance(module, str) and module.isascii()
+                 and all(part.isidentifier() for part in module.split(".")) else "import the module that defines it")
         raise HybridRecError(located(
-            f"key 'class': {name!r} is not a known recommender class (known: {known}); the 'module' key "
-            f"({module!r}) is never imported unless it is one of hybridrec's own model modules {list(MODEL_MODULES)}",
-            file=path))
+            f"key 'class': {name!r} is not a known recommender class (known: {known}); {where} before loading: "
+            f"loading builds only registered classes and never imports the 'module' key "
+            f"(hybridrec's baselines: import evaluation.baselines)", file=path))
     return next(iter(classes.values()))
 
 

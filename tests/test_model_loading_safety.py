@@ -132,15 +132,37 @@ def test_the_module_key_is_never_imported(saved_hybrid, tmp_path, monkeypatch):
     assert not marker.exists()
 
 
-def test_a_project_model_module_is_imported_when_needed(saved_baselines, tmp_path):
-    """A saved baseline loads in a process that has not imported ``evaluation`` (as in the CLI)."""
-    script = ("import sys; from hybridrec.recommender_base import RecommenderBase; "
-              "assert 'evaluation.ease' not in sys.modules; "
-              f"model = RecommenderBase.load({str(saved_baselines['ease'])!r}); print(type(model).__module__)")
+def test_a_saved_baseline_loads_once_its_module_is_imported(saved_baselines, tmp_path):
+    """Through the Python API, a saved baseline loads once ``evaluation.baselines`` is imported (the
+    core never imports ``evaluation``); before that, the error names the module to import."""
+    folder = str(saved_baselines["ease"])
+    script = ("import sys; import evaluation.baselines; from hybridrec.recommender_base import RecommenderBase; "
+              f"model = RecommenderBase.load({folder!r}); print(type(model).__module__)")
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "evaluation.ease"
+    script = ("import sys; from hybridrec.errors import HybridRecError; "
+              "from hybridrec.recommender_base import RecommenderBase\n"
+              f"try:\n    RecommenderBase.load({folder!r})\nexcept HybridRecError as err:\n    print(err)\n"
+              "print('evaluation.ease' in sys.modules)")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert completed.returncode == 0, completed.stderr
+    message, imported = completed.stdout.strip().splitlines()
+    assert "'EASERecommender'" in message and "import evaluation.ease" in message
+    assert imported == "False"
+
+
+def test_a_saved_baseline_loads_through_the_cli(saved_baselines, tmp_path):
+    """``hybridrec recommend --model`` on a saved baseline, in a fresh process."""
+    out = tmp_path / "recs.csv"
+    completed = subprocess.run([sys.executable, "-m", "hybridrec.cli", "recommend", "--model",
+                                str(saved_baselines["ease"]), "--user-ids", "1", "2", "--k", "3", "--out", str(out),
+                                "--no-progress"],
+                               capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert completed.returncode == 0, completed.stderr
+    assert len(pd.read_csv(out)) == 6
 
 
 def test_a_name_two_classes_share_is_refused(saved_hybrid, tmp_path):

@@ -17,6 +17,16 @@ from hybridrec.errors import HybridRecError
 
 # Sub-command modules, in the order ``hybridrec --help`` lists them.
 COMMAND_MODULES = ("build_graph", "encode", "train", "evaluate", "export_similar", "recommend")
+#: The modules of every recommender class a saved model may name: imported before a command given
+#: ``--model`` runs, so that each class has registered itself (a model folder is loaded only as a
+#: registered class; see :mod:`hybridrec.model_loading`).
+RECOMMENDER_MODULES = ("hybridrec.recommender", "evaluation.baselines")
+
+
+def import_recommender_classes() -> None:
+    """Import :data:`RECOMMENDER_MODULES` (each recommender class registers itself when imported)."""
+    for name in RECOMMENDER_MODULES:
+        importlib.import_module(name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "model", None):
+            import_recommender_classes()
         return int(args.handler(args) or 0)
     except HybridRecError as err:
         return _fail(args.command, str(err))
