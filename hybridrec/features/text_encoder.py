@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from hybridrec.device import resolve_device
 from hybridrec.errors import HybridRecError
+from hybridrec.features.checkpoint_spec import resolve_checkpoint_spec
 from hybridrec.features.weight_files import host_reachable, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -196,15 +197,9 @@ class TextWeights(enum.Enum):
 
 def resolve_text_checkpoint(spec: "TextCheckpoint | TextWeights | str | Path | None") -> TextCheckpoint:
     """Accept a checkpoint, an enum member, a hub name or a folder; None is the default model."""
-    if spec is None:
-        return TextWeights.DEFAULT.value
-    if isinstance(spec, TextWeights):
-        return spec.value
-    if isinstance(spec, TextCheckpoint):
-        return spec
-    if isinstance(spec, (str, Path)):
-        return TextCheckpoint.from_name(spec)
-    raise HybridRecError(f"text model must be a TextCheckpoint, TextWeights, name or folder, not {type(spec).__name__}")
+    return resolve_checkpoint_spec(spec, weights=TextWeights, checkpoint_type=TextCheckpoint, name_types=(str, Path),
+                                   from_name=TextCheckpoint.from_name,
+                                   expected="text model must be a TextCheckpoint, TextWeights, name or folder")
 
 
 @dataclass
