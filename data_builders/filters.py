@@ -78,19 +78,42 @@ def k_core(interactions: pd.DataFrame, min_user: int = 5, min_item: int = 5, *,
     return filtered, counts
 
 
-def implicit_positives(interactions: pd.DataFrame, min_rating: float = 4.0, *,
+def implicit_positives(interactions: pd.DataFrame, min_rating: float | None = 4.0, *, min_positives: int = 0,
+                       unit_weights: bool = True,
                        report: LoadReport | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Keep rows with ``rating >= min_rating`` as positives of weight 1 (the rating column stays).
+    """Keep rows with ``rating >= min_rating`` as positives (the rating column stays).
+
+    The one positives filter of the package: ``hybridrec train --min-rating`` uses the defaults
+    (positives of weight 1), the evaluation splits (:func:`evaluation.splitters.make_split`) keep
+    the table's weights and drop users with too few positives.
+
+    Args:
+        min_rating: the lowest rating kept (compared in float64); None keeps every row and needs
+            no rating column.
+        min_positives: then keep only users with at least this many distinct items (one pass,
+            items are not filtered); 0 keeps every user.
+        unit_weights: give every kept row weight 1 (float32); False keeps the table's weights.
 
     Returns:
-        ``(filtered, {"rows_removed": n})``.
+        ``(filtered, {"rows_removed": n})``; rows keep their order and index.
     """
-    _require(interactions, ["rating"], "implicit_positives")
-    keep = (interactions["rating"].to_numpy(dtype=np.float64, na_value=np.nan) >= min_rating)
+    keep = np.ones(len(interactions), dtype=bool)
+    if min_rating is not None:
+        _require(interactions, ["rating"], "implicit_positives")
+        keep = (interactions["rating"].to_numpy(dtype=np.float64, na_value=np.nan) >= min_rating)
+    users_removed = 0
+    if min_positives > 0:
+        per_user = interactions.loc[keep].groupby("user_id", sort=False)["item_id"].nunique()
+        users_removed = int((per_user < min_positives).sum())
+        keep &= interactions["user_id"].isin(per_user.index[per_user >= min_positives]).to_numpy()
     filtered = interactions.loc[keep].copy()
-    filtered["weight"] = np.ones(len(filtered), dtype=np.float32)
+    if unit_weights:
+        filtered["weight"] = np.ones(len(filtered), dtype=np.float32)
     counts = {"rows_removed": int((~keep).sum())}
-    _record(report, f"implicit positives (rating >= {min_rating}): removed {counts['rows_removed']} interaction(s)")
+    rules = ([f"rating >= {min_rating}"] if min_rating is not None else []) + (
+        [f"users with >= {min_positives} items"] if min_positives > 0 else [])
+    _record(report, f"implicit positives ({', '.join(rules) or 'no filter'}): removed {counts['rows_removed']} "
+                    "interaction(s)" + (f", {users_removed} user(s)" if min_positives > 0 else ""))
     return filtered, counts
 
 

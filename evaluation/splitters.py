@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from data_builders.filters import implicit_positives
 from hybridrec.errors import HybridRecError
 
 logger = logging.getLogger(__name__)
@@ -105,28 +106,6 @@ class Split:
         return (f"{self.spec['kind']} split (seed {self.spec['seed']}): train {sizes['train']:,} rows / "
                 f"{sizes['train_users']:,} users / {sizes['train_items']:,} items, valid {sizes['valid']:,}, "
                 f"test {sizes['test']:,} rows / {sizes['test_users']:,} users / {sizes['test_items']:,} items")
-
-
-# -- filters --------------------------------------------------------------------------------
-
-def filter_positives(interactions: pd.DataFrame, *, min_rating: float | None = 4.0,
-                     min_positives: int = 5) -> pd.DataFrame:
-    """Rows with ``rating >= min_rating`` of users with at least ``min_positives`` distinct items.
-
-    ``min_rating=None`` keeps every row and only applies the user filter.
-    """
-    kept = interactions
-    if min_rating is not None:
-        if "rating" not in interactions.columns:
-            raise HybridRecError(f"min_rating={min_rating} needs a 'rating' column; interactions has "
-                                 f"{list(interactions.columns)}")
-        kept = kept.loc[kept["rating"].to_numpy() >= min_rating]
-    if min_positives > 0:
-        per_user = kept.groupby("user_id", sort=False)["item_id"].nunique()
-        kept = kept.loc[kept["user_id"].isin(per_user.index[per_user >= min_positives])]
-    logger.info("positives filter (rating >= %s, users with >= %d items): %d of %d rows, %d users kept",
-                min_rating, min_positives, len(kept), len(interactions), kept["user_id"].nunique())
-    return kept.reset_index(drop=True)
 
 
 # -- per-user positions ---------------------------------------------------------------------
@@ -327,7 +306,9 @@ def make_split(interactions: pd.DataFrame, config: SplitConfig) -> Split:
     """Apply ``config``'s positives filter (if any) and its splitter; the filter goes into ``spec``."""
     filtered = interactions
     if config.min_rating is not None or config.min_positives > 0:
-        filtered = filter_positives(interactions, min_rating=config.min_rating, min_positives=config.min_positives)
+        filtered, _ = implicit_positives(interactions, min_rating=config.min_rating,
+                                         min_positives=config.min_positives, unit_weights=False)
+        filtered = filtered.reset_index(drop=True)
         if len(filtered) == 0:
             raise HybridRecError(f"no interactions left after the positives filter (min_rating={config.min_rating}, "
                                  f"min_positives={config.min_positives})")

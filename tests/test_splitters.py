@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.splitters import (SplitConfig, cold_item_split, cold_user_split, filter_positives,
-                                  leave_last_out_split, make_split, random_split, temporal_split,
-                                  user_temporal_split)
+from data_builders.filters import implicit_positives
+from evaluation.splitters import (SplitConfig, cold_item_split, cold_user_split, leave_last_out_split, make_split,
+                                  random_split, temporal_split, user_temporal_split)
 from hybridrec.errors import HybridRecError
 
 
@@ -115,7 +115,7 @@ def test_cold_splits_are_reproducible_and_seed_dependent(interactions):
 
 
 def test_positives_filter(interactions):
-    positives = filter_positives(interactions, min_rating=4, min_positives=5)
+    positives, _ = implicit_positives(interactions, min_rating=4, min_positives=5, unit_weights=False)
     assert (positives["rating"] >= 4).all()
     assert positives.groupby("user_id").size().min() >= 5
     rated_high = interactions.loc[interactions["rating"] >= 4]
