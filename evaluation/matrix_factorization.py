@@ -13,6 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hybridrec.errors import HybridRecError
+from hybridrec.models.hybrid_gnn import bpr_loss_from_scores
 from hybridrec.recommender_base import RecommenderBase
 
 logger = logging.getLogger(__name__)
@@ -50,12 +51,13 @@ class BPRMatrixFactorization(nn.Module):
 
     def bpr_loss(self, user_index: torch.Tensor, positive_index: torch.Tensor, negative_index: torch.Tensor,
                  regularization: float) -> torch.Tensor:
-        """Mean ``-log sigmoid(s_up - s_un)`` plus L2 on the batch's factors and biases -> scalar."""
-        difference = self(user_index, positive_index) - self(user_index, negative_index)
+        """:func:`~hybridrec.models.hybrid_gnn.bpr_loss_from_scores` of ``s_up`` and ``s_un`` plus L2 on
+        the batch's factors and biases (divided by the batch size) -> scalar."""
+        ranking = bpr_loss_from_scores(self(user_index, positive_index), self(user_index, negative_index))
         penalty = (self.user_factors(user_index).pow(2).sum() + self.item_factors(positive_index).pow(2).sum()
                    + self.item_factors(negative_index).pow(2).sum() + self.item_bias(positive_index).pow(2).sum()
                    + self.item_bias(negative_index).pow(2).sum())
-        return -nn.functional.logsigmoid(difference).mean() + regularization * penalty / len(user_index)
+        return ranking + regularization * penalty / len(user_index)
 
 
 class BPRMFRecommender(RecommenderBase):

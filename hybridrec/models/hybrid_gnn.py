@@ -188,10 +188,23 @@ def softmax_loss(user_embeddings: Tensor, item_embeddings: Tensor, targets: Tens
 
 
 def bpr_loss(user_embeddings: Tensor, positive_embeddings: Tensor, negative_embeddings: Tensor) -> Tensor:
-    """Bayesian personalised ranking: ``-log σ(s⁺ - s⁻)`` averaged over ``[batch]`` triples."""
+    """Bayesian personalised ranking of dot-product scores over ``[batch]`` triples.
+
+    ``user_embeddings``, ``positive_embeddings``, ``negative_embeddings``: ``[batch, dim]`` -> scalar
+    :func:`bpr_loss_from_scores` of ``s⁺ = u · p`` and ``s⁻ = u · n``.
+    """
     positive = (user_embeddings * positive_embeddings).sum(dim=1)
     negative = (user_embeddings * negative_embeddings).sum(dim=1)
-    return -F.logsigmoid(positive - negative).mean()
+    return bpr_loss_from_scores(positive, negative)
+
+
+def bpr_loss_from_scores(positive_scores: Tensor, negative_scores: Tensor) -> Tensor:
+    """The BPR loss ``-log σ(s⁺ - s⁻)`` averaged over the batch (no regularisation: callers add theirs).
+
+    ``positive_scores``, ``negative_scores``: ``[batch]`` scores of each user's positive and sampled
+    negative item -> scalar.
+    """
+    return -F.logsigmoid(positive_scores - negative_scores).mean()
 
 
 def sampled_negatives(batch_size: int, num_items: int, generator: torch.Generator) -> Tensor:
