@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from evaluation.metrics import RankingMetrics
 from evaluation.splitters import Split
 from hybridrec.errors import HybridRecError
 from hybridrec.recommender_base import RecommenderBase
+from hybridrec.tables import RecDataset
 
 logger = logging.getLogger(__name__)
 
@@ -295,13 +296,29 @@ def evaluate_model(model: RecommenderBase, split: Split, *, dataset: dict,
 
 
 def fit_and_evaluate(model: RecommenderBase, split: Split, *, dataset: dict, items: pd.DataFrame | None = None,
-                     users: pd.DataFrame | None = None,
+                     users: pd.DataFrame | None = None, catalog: RecDataset | None = None,
                      config: EvaluationConfig = EvaluationConfig()) -> EvaluationResult:
     """Fit ``model`` on ``split.train`` (with the full item and user tables, so held-out ones stay
-    in the catalog) and evaluate it by segment."""
-    items, users = catalog_tables(split, items, users)
-    started = time.perf_counter()
-    model.fit(split.train, items=items, users=users)
+    in the catalog) and evaluate it by segment.
+
+    Args:
+        dataset: provenance for the report (:func:`dataset_summary`).
+        items, users: the catalog tables, for a model fitted on plain tables.
+        catalog: instead, a dataset whose item and user tables and column roles the model is
+            fitted with (its interactions replaced by ``split.train``): every model, the hybrid
+            included, then reads the same declared roles.
+    """
+    if catalog is not None:
+        if items is not None or users is not None:
+            raise HybridRecError("fit_and_evaluate got catalog= and items/users: give one or the other")
+        items, users = catalog_tables(split, catalog.items, catalog.users)
+        fit_on = replace(catalog, interactions=split.train, items=items, users=users)
+        started = time.perf_counter()
+        model.fit(fit_on)
+    else:
+        items, users = catalog_tables(split, items, users)
+        started = time.perf_counter()
+        model.fit(split.train, items=items, users=users)
     fit_seconds = time.perf_counter() - started
     logger.info("%s fitted in %.2f s", type(model).__name__, fit_seconds)
     return evaluate_model(model, split, dataset=dataset, config=config, fit_seconds=fit_seconds)

@@ -22,12 +22,13 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from torch_geometric.data import HeteroData
 
 from hybridrec.atomic import OutputKind, atomic_path
 from hybridrec.errors import HybridRecError
-from hybridrec.id_map import IdMap
+from hybridrec.id_map import IdMap, table_id_maps
 from hybridrec.tables import ColumnRoles, RecDataset
 from hybridrec.toml_config import dataclass_from_toml
 
@@ -93,6 +94,49 @@ class RecGraph:
         if node_type not in self.id_maps:
             raise HybridRecError(f"unknown node type {node_type!r}; known: {sorted(self.id_maps)}")
         return self.id_maps[node_type].to_index(external_ids)
+
+    def attribute_offsets(self) -> tuple[dict[str, int], int]:
+        """Where each attribute node type starts in the homogeneous numbering (users, then items,
+        then the attribute types in ``attribute_sources`` order), and the total node count."""
+        offsets, total = {}, self.num_users + self.num_items
+        for node_type in self.attribute_sources:
+            offsets[node_type] = total
+            total += len(self.id_maps[node_type])
+        return offsets, total
+
+    def homogeneous_edges(self, user_items: sp.spmatrix | None = None,
+                          attribute_edge_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both directions of every user–item and owner–attribute edge in one node numbering.
+
+        Users are ``0..U-1``, items ``U..U+I-1``, attribute nodes follow (:meth:`attribute_offsets`).
+
+        Args:
+            user_items: ``[U, I]`` interactions to use as the user–item edges (e.g. a training part
+                without the validation hold-out); default: the graph's own, weight 1 each.
+            attribute_edge_weight: weight of every owner–attribute edge (user–item edges weigh 1).
+
+        Returns:
+            ``edge_index`` ``[2, E]`` (int64) and ``edge_weight`` ``[E]`` (float32): the forward edges
+            (user–item, then each attribute type) followed by the same edges reversed.
+        """
+        n_users = self.num_users
+        offsets, _ = self.attribute_offsets()
+        if user_items is None:
+            rows, cols = self.data[INTERACTS].edge_index.numpy()
+        else:
+            coo = user_items.tocoo()
+            rows, cols = coo.row, coo.col
+        sources = [rows.astype(np.int64)]
+        targets = [cols.astype(np.int64) + n_users]
+        weights = [np.ones(len(rows), dtype=np.float32)]
+        for node_type, (owner, _) in self.attribute_sources.items():
+            src, dst = self.data[owner, "has", node_type].edge_index.numpy()
+            sources.append(src + (0 if owner == "user" else n_users))
+            targets.append(dst + offsets[node_type])
+            weights.append(np.full(len(src), attribute_edge_weight, dtype=np.float32))
+        src, dst, weight = np.concatenate(sources), np.concatenate(targets), np.concatenate(weights)
+        edge_index = torch.from_numpy(np.stack([np.concatenate([src, dst]), np.concatenate([dst, src])]))
+        return edge_index, torch.from_numpy(np.concatenate([weight, weight]))
 
     # -- inspection --------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -237,7 +281,7 @@ def _attribute_values(table: pd.DataFrame, roles: ColumnRoles,
 
 
 def build_graph(dataset: RecDataset, config: GraphConfig | None = None,
-                interactions: pd.DataFrame | None = None) -> RecGraph:
+                interactions: pd.DataFrame | None = None, id_maps: dict[str, IdMap] | None = None) -> RecGraph:
     """Build the user–item–attribute graph from canonical tables.
 
     Args:
@@ -246,6 +290,8 @@ def build_graph(dataset: RecDataset, config: GraphConfig | None = None,
         interactions: use these instead of ``dataset.interactions`` (e.g. a training split); the
             catalog and user table still define the nodes, so held-out items and users stay as
             cold nodes.
+        id_maps: the ``"user"`` and ``"item"`` id order to use (an estimator's, so graph and model
+            index alike); default :func:`~hybridrec.id_map.table_id_maps` of the tables.
 
     Returns:
         RecGraph whose ``id_maps['item']`` lists catalog items first (then log-only items) and
@@ -255,14 +301,12 @@ def build_graph(dataset: RecDataset, config: GraphConfig | None = None,
     interactions = dataset.interactions if interactions is None else interactions
     items = dataset.items
     users = dataset.users
-    item_ids = pd.Index(items["item_id"])
-    extra_items = pd.Index(interactions["item_id"].unique()).difference(item_ids, sort=False)
-    if len(extra_items):
-        logger.info("%d item(s) in the log are not in the catalog; added without attributes", len(extra_items))
-    user_ids = pd.Index(users["user_id"])
-    extra_users = pd.Index(interactions["user_id"].unique()).difference(user_ids, sort=False)
-    id_maps = {"user": IdMap(user_ids.append(extra_users), kind="user"),
-               "item": IdMap(item_ids.append(extra_items), kind="item")}
+    if id_maps is None:
+        id_maps = table_id_maps(interactions, items, users)
+    else:
+        id_maps = {"user": id_maps["user"], "item": id_maps["item"]}
+        for kind, table in (("user", users), ("item", items)):
+            id_maps[kind].to_index(table[f"{kind}_id"].to_numpy())  # raises listing ids the map lacks
 
     data = HeteroData()
     data["user"].num_nodes = len(id_maps["user"])

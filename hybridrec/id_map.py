@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
 from hybridrec.errors import HybridRecError
+
+logger = logging.getLogger(__name__)
 
 
 class IdMap:
@@ -76,3 +79,31 @@ class IdMap:
         if not np.array_equal(frame["index"].to_numpy(), np.arange(len(frame))):
             raise HybridRecError(f"{kind} id map is not contiguous 0..{len(frame) - 1}")
         return cls(frame["id"].to_numpy(), kind=kind)
+
+
+def table_id_maps(interactions: pd.DataFrame, items: pd.DataFrame | None,
+                  users: pd.DataFrame | None) -> dict[str, IdMap]:
+    """The user and item id order every part of a model shares: the table's ids first, then ids
+    only the log has (in order of first appearance).
+
+    Args:
+        interactions: the log (``user_id``, ``item_id``).
+        items, users: the catalog and user table, or None (ids come from the log alone).
+
+    Returns:
+        ``{"user": IdMap, "item": IdMap}``.
+    """
+    maps = {}
+    for kind, table in (("user", users), ("item", items)):
+        column = f"{kind}_id"
+        logged = pd.Index(interactions[column].unique())
+        if table is None:
+            maps[kind] = IdMap(logged, kind=kind)
+            continue
+        listed = pd.Index(table[column])
+        extra = logged.difference(listed, sort=False)
+        if len(extra):
+            logger.info("%d %s(s) in the log are not in the %ss table; added without attributes",
+                        len(extra), kind, kind)
+        maps[kind] = IdMap(listed.append(extra), kind=kind)
+    return maps

@@ -29,7 +29,8 @@ import torch
 from hybridrec import model_loading
 from hybridrec.atomic import OutputKind, atomic_path
 from hybridrec.errors import HybridRecError, located
-from hybridrec.id_map import IdMap
+from hybridrec.id_map import IdMap, table_id_maps
+from hybridrec.tables import RecDataset
 from hybridrec.topk import ranked_top_k, seeded_tie_keys
 
 logger = logging.getLogger(__name__)
@@ -139,27 +140,27 @@ class RecommenderBase:
         return f"{type(self).__name__}({params})"
 
     # -- fitting ---------------------------------------------------------------------------
-    def fit(self, interactions: pd.DataFrame, items: pd.DataFrame | None = None,
+    def fit(self, interactions: pd.DataFrame | RecDataset, items: pd.DataFrame | None = None,
             users: pd.DataFrame | None = None, **fit_options) -> "RecommenderBase":
         """Learn from ``interactions`` (user_id, item_id, optional weight); return ``self``.
 
         Items in ``items`` and users in ``users`` without interactions are kept as cold ones.
         The parameters are checked first (:meth:`_check_params`).
+        ``interactions`` may be a :class:`~hybridrec.tables.RecDataset`, whose three tables are used
+        (then give no ``items`` or ``users``).
         """
         self._check_params()
+        if isinstance(interactions, RecDataset):
+            if items is not None or users is not None:
+                raise HybridRecError("fit got a RecDataset and items/users: the dataset's tables are used")
+            interactions, items, users = interactions.interactions, interactions.items, interactions.users
         for column in ("user_id", "item_id"):
             if column not in interactions.columns:
                 raise HybridRecError(f"interactions has no column {column!r}; found {list(interactions.columns)}")
         if len(interactions) == 0:
             raise HybridRecError("interactions is empty: nothing to fit")
-        item_index = pd.Index(interactions["item_id"].unique())
-        if items is not None:
-            item_index = pd.Index(items["item_id"]).append(item_index.difference(pd.Index(items["item_id"]), sort=False))
-        user_index = pd.Index(interactions["user_id"].unique())
-        if users is not None:
-            user_index = pd.Index(users["user_id"]).append(user_index.difference(pd.Index(users["user_id"]), sort=False))
-        self.item_ids_ = IdMap(item_index, kind="item")
-        self.user_ids_ = IdMap(user_index, kind="user")
+        id_maps = table_id_maps(interactions, items, users)
+        self.item_ids_, self.user_ids_ = id_maps["item"], id_maps["user"]
         self.user_items_ = interaction_matrix(interactions, self.user_ids_, self.item_ids_)
         self._fit(interactions, items, users, **fit_options)
         return self

@@ -12,8 +12,10 @@ A :class:`RecDataset` bundles them with the column roles so later stages never g
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from hybridrec.errors import HybridRecError
@@ -58,6 +60,36 @@ class ColumnRoles:
     @classmethod
     def from_dict(cls, values: dict) -> "ColumnRoles":
         return cls(**values)
+
+
+def infer_attribute_roles(table: pd.DataFrame | None, columns: Sequence[str] | None, what: str) -> ColumnRoles:
+    """Split attribute ``columns`` of ``table`` into categorical / multi-valued / numeric by their values.
+
+    Lists (or tuples, arrays) make a multi-valued column, a numeric dtype a numeric one, anything
+    else a categorical one. For tables that come without declared roles (a plain DataFrame).
+
+    Args:
+        table: the item or user table (None: no roles).
+        columns: the attribute columns to classify.
+        what: ``"item"`` or ``"user"``, for the error message.
+
+    Raises:
+        HybridRecError: naming a column the table lacks.
+    """
+    roles = ColumnRoles()
+    if table is None or not columns:
+        return roles
+    for column in columns:
+        if column not in table.columns:
+            raise HybridRecError(f"{what}s table has no column {column!r}; it has {list(table.columns)}")
+        values = table[column].dropna()
+        if len(values) and values.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
+            roles.multi.append(column)
+        elif pd.api.types.is_numeric_dtype(table[column]):
+            roles.numeric.append(column)
+        else:
+            roles.categorical.append(column)
+    return roles
 
 
 @dataclass

@@ -8,11 +8,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
 from hybridrec.cli.dataset_args import add_dataset_arguments, load_dataset_from_args
-from hybridrec.cli.train import add_model_arguments, build_model
+from hybridrec.cli.train import add_model_arguments, build_model, model_dataset
 
 BASELINE_NAMES = ("popularity", "itemknn", "mf", "ease")
 SPLIT_NAMES = ("random", "temporal", "user-temporal", "leave-last", "cold-item", "cold-user")
@@ -77,8 +76,7 @@ def _baseline_params(name: str, args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from hybridrec.errors import HybridRecError
     from evaluation.baselines import make_baseline
-    from evaluation.protocol import (EvaluationConfig, catalog_tables, dataset_summary, evaluate_model,
-                                     fit_and_evaluate)
+    from evaluation.protocol import EvaluationConfig, dataset_summary, evaluate_model, fit_and_evaluate
     from evaluation.report import format_table, report_files, report_notes, write_json_report, write_markdown_report
     from evaluation.splitters import SplitConfig, make_split
     from hybridrec.atomic import check_writable
@@ -100,21 +98,12 @@ def run(args: argparse.Namespace) -> int:
     print(split.summary())
     provenance = dataset_summary(dataset.interactions, dataset.name)
 
-    results = {}
-    for name in args.baseline:
-        model = make_baseline(name, **_baseline_params(name, args))
-        results[name] = fit_and_evaluate(model, split, dataset=provenance, items=dataset.items,
-                                         users=dataset.users, config=config)
+    models = {name: make_baseline(name, **_baseline_params(name, args)) for name in args.baseline}
     if args.hybrid:
-        from hybridrec.recommender import dataset_fit_options
-
-        model = build_model(args)
-        items, users = catalog_tables(split, dataset.items, dataset.users)
-        started = time.perf_counter()
-        model.fit(split.train, items=items, users=users,
-                  **dataset_fit_options(dataset, text_cols=args.text_cols, use_images=args.images))
-        results["hybridrec"] = evaluate_model(model, split, dataset=provenance, config=config,
-                                              fit_seconds=time.perf_counter() - started)
+        models["hybridrec"] = build_model(args)
+    catalog = model_dataset(dataset, args)  # the tables and column roles every model is fitted with
+    results = {name: fit_and_evaluate(model, split, dataset=provenance, catalog=catalog, config=config)
+               for name, model in models.items()}
     for folder in args.model:
         model = RecommenderBase.load(folder)
         label = Path(folder).name or str(folder)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 from hybridrec.atomic import check_writable
 from hybridrec.cli.dataset_args import add_dataset_arguments, load_dataset_from_args
+from hybridrec.tables import RecDataset
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +53,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def model_dataset(dataset: RecDataset, args: argparse.Namespace, **tables) -> RecDataset:
+    """``dataset`` with the content the flags choose (``--text-cols``, ``--no-images``) and any of
+    its tables replaced by ``tables`` (e.g. ``interactions=`` a training split)."""
+    roles = dataset.item_roles
+    item_roles = dataclasses.replace(roles, text=list(roles.text if args.text_cols is None else args.text_cols),
+                                     image=roles.image if args.images else None)
+    return dataclasses.replace(dataset, item_roles=item_roles, **tables)
+
+
 def run(args: argparse.Namespace) -> int:
-    from hybridrec.recommender import dataset_fit_options
     from hybridrec.recommender_base import MODEL_FOLDER
 
     check_writable(args.out, arg="--out", kind=MODEL_FOLDER, overwrite=args.overwrite)
@@ -67,13 +77,13 @@ def run(args: argparse.Namespace) -> int:
 
         interactions, _ = implicit_positives(interactions, min_rating=args.min_rating)
     model = build_model(args)
-    options = dataset_fit_options(dataset, text_cols=args.text_cols, use_images=args.images)
+    fit_on = model_dataset(dataset, args, interactions=interactions)
     started = time.perf_counter()
-    model.fit(interactions, items=dataset.items, users=dataset.users, checkpoint_dir=args.checkpoint_dir,
-              fresh_checkpoint=args.fresh_checkpoint, **options)
+    model.fit(fit_on, checkpoint_dir=args.checkpoint_dir, fresh_checkpoint=args.fresh_checkpoint)
     seconds = time.perf_counter() - started
     summary = {"dataset": dataset.name, "interactions": len(interactions), "fit_seconds": round(seconds, 2),
-               "fit_options": options, "timings": {k: round(v, 2) for k, v in model.fit_timings_.items()},
+               "item_roles": fit_on.item_roles.to_dict(), "user_roles": fit_on.user_roles.to_dict(),
+               "timings": {k: round(v, 2) for k, v in model.fit_timings_.items()},
                "best_epoch": getattr(getattr(model, "train_result_", None), "best_epoch", None),
                "modality_gates": getattr(model, "modality_gates_", {})}
     model.save(args.out, overwrite=args.overwrite,

@@ -1,1 +1,1 @@
-"""Model parts as small ``nn.Module``s (tensors in, tensors out)."""
+"""Model parts: small ``nn.Module``s (tensors in, tensors out) and the closed-form CF head."""

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import torch
-from torch import Tensor, nn
 
 
 def ridge_map(content: np.ndarray, targets: np.ndarray, l2: float) -> np.ndarray:
@@ -61,22 +59,3 @@ def reconstruction_map(user_items: sp.spmatrix, warm_index: np.ndarray, content_
     rotated /= np.outer(np.maximum(item_eig, 0.0), np.maximum(feature_eig, 0.0)) + l2
     return item_basis @ rotated @ feature_basis.T
 
-
-class ContentToColumns(nn.Module):
-    """Predicts item–item weight columns ``[n_items, n_queries]`` from content ``[n_queries, F]``.
-
-    Holds the ridge map ``W_r`` ``[F, n_items]`` and the reconstruction map ``W_d`` ``[n_items, F]``.
-    ``forward`` returns both predictions so the caller can z-score and blend them.
-    """
-
-    def __init__(self, ridge_weights: Tensor, direct_weights: Tensor) -> None:
-        super().__init__()
-        self.register_buffer("ridge_weights", torch.as_tensor(ridge_weights, dtype=torch.float32))
-        self.register_buffer("direct_weights", torch.as_tensor(direct_weights, dtype=torch.float32))
-
-    def reset_parameters(self) -> None:  # closed form
-        pass
-
-    def forward(self, content: Tensor) -> tuple[Tensor, Tensor]:
-        """``content``: ``[n_queries, F]`` -> (ridge columns, direct columns), each ``[n_items, n_queries]``."""
-        return (content @ self.ridge_weights).T, self.direct_weights @ content.T

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import torch
-from torch import Tensor, nn
 
 
 def fit_ease(user_items: sp.spmatrix, l2: float = 250.0, item_power: float = 0.25,
@@ -43,22 +41,3 @@ def fit_ease(user_items: sp.spmatrix, l2: float = 250.0, item_power: float = 0.2
     np.fill_diagonal(weights, 0.0)
     return weights.astype(np.float32)
 
-
-class EASEHead(nn.Module):
-    """Scores ``x_u B`` for a batch of user histories.
-
-    Args:
-        weights: EASE matrix ``[n_items, n_items]``; columns for cold items may be filled in by a
-            content map (see :class:`hybridrec.models.content_map.ContentToColumns`).
-    """
-
-    def __init__(self, weights: Tensor) -> None:
-        super().__init__()
-        self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32))
-
-    def reset_parameters(self) -> None:  # closed form: nothing to re-initialise
-        pass
-
-    def forward(self, history: Tensor) -> Tensor:
-        """``history``: ``[batch, n_items]`` (dense) -> scores ``[batch, n_items]``."""
-        return history @ self.weights

@@ -20,6 +20,8 @@ tests check it against ``LGConv``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -169,6 +171,46 @@ class HybridGNN(nn.Module):
         """
         out = self.layers(x, adjacency).mean(dim=0)
         return out[: self.num_users], out[self.num_users: self.num_users + self.num_items]
+
+    @torch.no_grad()
+    def infer(self, content: dict[str, Tensor], present: dict[str, Tensor], user_has_id: Tensor,
+              item_has_id: Tensor, adjacency: Tensor) -> "GNNEmbeddings":
+        """Embeddings after training, in eval mode (no ID dropout), on the CPU.
+
+        Args:
+            content, present, user_has_id, item_has_id: as for :meth:`node_inputs`.
+            adjacency: normalised adjacency ``[num_nodes, num_nodes]`` over every training edge.
+
+        Returns:
+            :class:`GNNEmbeddings` of the users and items.
+        """
+        self.eval()
+        x = self.node_inputs(content, present, user_has_id, item_has_id)
+        stacked = self.layers(x, adjacency).cpu()              # [L+1, num_nodes, dim]
+        final = stacked.mean(dim=0)
+        users, items = slice(0, self.num_users), slice(self.num_users, self.num_users + self.num_items)
+        degree = torch.zeros(stacked.shape[1]).scatter_add_(0, adjacency.to_sparse_coo().coalesce().indices()[0].cpu(),
+                                                            torch.ones(adjacency._nnz()))
+        return GNNEmbeddings(users=final[users].contiguous(), items=final[items].contiguous(),
+                             item_layers=stacked[:, items].contiguous(), item_degree=degree[items].contiguous())
+
+
+@dataclass(frozen=True)
+class GNNEmbeddings:
+    """What a trained :class:`HybridGNN` gives the estimator.
+
+    Attributes:
+        users: ``[num_users, dim]`` final (layer-averaged) user embeddings.
+        items: ``[num_items, dim]`` final item embeddings.
+        item_layers: ``[num_layers + 1, num_items, dim]`` per-layer item embeddings (a new user's
+            embedding is rebuilt from them by the propagation rule).
+        item_degree: ``[num_items]`` item node degrees in the inference graph.
+    """
+
+    users: Tensor
+    items: Tensor
+    item_layers: Tensor
+    item_degree: Tensor
 
 
 def softmax_loss(user_embeddings: Tensor, item_embeddings: Tensor, targets: Tensor, temperature: float) -> Tensor:

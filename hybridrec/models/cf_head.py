@@ -1,0 +1,112 @@
+"""The CF head of the hybrid model: an item–item matrix, with content-predicted cold columns.
+
+One small interface, so another implementation (a sparse one for large catalogs) can take its
+place in :class:`hybridrec.recommender.HybridRecommender`:
+
+* :meth:`DenseEASEHead.fit_weights` — item–item weights ``[n_items, n_items]`` of a user–item matrix;
+* :meth:`DenseEASEHead.score` — scores ``history @ B`` of a batch of histories;
+* :meth:`DenseEASEHead.item_weights` — the fitted weights as a tensor (saved with the model);
+* :meth:`DenseEASEHead.fill_cold_columns` — predicted columns for items without interactions, from
+  their content vectors (:mod:`hybridrec.models.content_map`).
+
+:meth:`DenseEASEHead.content_targets` and :meth:`DenseEASEHead.predict_cold_columns` are the pure parts
+of the last step, which the pseudo-cold validation (:mod:`hybridrec.tuning`) calls on folds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from hybridrec.errors import HybridRecError
+from hybridrec.item_content import ItemContent
+from hybridrec.models.content_map import reconstruction_map, ridge_map
+from hybridrec.models.ease import fit_ease
+
+
+class DenseEASEHead:
+    """Dense EASE (closed form, :func:`~hybridrec.models.ease.fit_ease`) plus its cold-item maps.
+
+    Args:
+        l2: ridge strength of the head.
+        item_power, user_power: degree scaling of the input (see :func:`~hybridrec.models.ease.fit_ease`).
+        content_l2: ridge strength of the content -> column map.
+        content_target_l2_factor: the ridge map learns the columns of an EASE fitted with
+            ``l2 x`` this factor (1: the head's own columns).
+        content_direct_l2: ridge strength of the reconstruction-objective map.
+
+    Attributes:
+        weights_ (np.ndarray): ``[n_items, n_items]`` float32 after :meth:`fit` (cold columns zero
+            until :meth:`fill_cold_columns`).
+    """
+
+    def __init__(self, *, l2: float, item_power: float, user_power: float, content_l2: float,
+                 content_target_l2_factor: float, content_direct_l2: float) -> None:
+        self.l2, self.item_power, self.user_power = l2, item_power, user_power
+        self.content_l2, self.content_target_l2_factor = content_l2, content_target_l2_factor
+        self.content_direct_l2 = content_direct_l2
+
+    def fit_weights(self, user_items: sp.spmatrix, l2: float | None = None) -> np.ndarray:
+        """Item–item weights ``[n_items, n_items]`` of ``user_items`` ``[n_users, n_items]`` (``l2``
+        defaults to the head's)."""
+        return fit_ease(user_items, self.l2 if l2 is None else l2, self.item_power, self.user_power)
+
+    def fit(self, user_items: sp.spmatrix) -> "DenseEASEHead":
+        """Fit the head on binary interactions ``[n_users, n_items]``; return ``self``."""
+        self.weights_ = self.fit_weights(user_items)
+        return self
+
+    def item_weights(self) -> Tensor:
+        """The fitted weights ``[n_items, n_items]`` (float32, sharing memory with ``weights_``)."""
+        if not hasattr(self, "weights_"):
+            raise HybridRecError("DenseEASEHead is not fitted: call fit() first")
+        return torch.from_numpy(self.weights_)
+
+    def score(self, history: Tensor) -> Tensor:
+        """Scores ``[b, n_items]`` of histories ``[b, n_items]`` (dense, binary)."""
+        return history @ self.item_weights()
+
+    def content_targets(self, user_items: sp.spmatrix, weights: np.ndarray) -> np.ndarray:
+        """``[n_items, n_items]`` item–item columns the content map regresses onto (``weights`` itself
+        when ``content_target_l2_factor`` is 1)."""
+        if self.content_target_l2_factor == 1.0:
+            return weights
+        return self.fit_weights(user_items, self.l2 * self.content_target_l2_factor)
+
+    def predict_cold_columns(self, user_items: sp.spmatrix, weights: np.ndarray, targets: np.ndarray,
+                             content: ItemContent, warm: np.ndarray, cold: np.ndarray, block_weights: dict,
+                             item_eigen: tuple | None = None) -> np.ndarray:
+        """Predicted columns ``[n_items, n_cold]`` for ``cold`` items, scaled like warm columns.
+
+        Args:
+            user_items: ``[n_users, n_items]`` binary interactions the weights were fitted on.
+            weights: ``[n_items, n_items]`` the warm head (for the score scale).
+            targets: ``[n_items, n_items]`` the columns the ridge map learns (:meth:`content_targets`).
+            content: item content blocks; ``block_weights`` scale them into one vector per item.
+            warm, cold: item indices with and without interactions.
+            item_eigen: :func:`~hybridrec.models.content_map.item_gram_eigen` of ``user_items``,
+                reused across validation trials.
+        """
+        features = content.matrix(block_weights)
+        ridge = ridge_map(features[warm], targets[:, warm].T, self.content_l2)          # [F, n_items]
+        direct = reconstruction_map(user_items, warm, features[warm], self.content_direct_l2, item_eigen)  # [n_items, F]
+        ridge_columns = (features[cold] @ ridge).T
+        direct_columns = direct @ features[cold].T
+        blended = (ridge_columns / max(float(ridge_columns.std()), 1e-12)
+                   + direct_columns / max(float(direct_columns.std()), 1e-12))
+        # Predicted columns are smoother than learned ones, so their scores x_u·b add up
+        # differently: match the scale of training users' scores on warm items, so cold items
+        # compete fairly with warm ones in a mixed ranking.
+        warm_scores = user_items @ weights[:, warm]
+        cold_scores = user_items @ blended
+        scale = float(np.std(warm_scores)) / max(float(np.std(cold_scores)), 1e-12)
+        return (blended * scale).astype(np.float32)
+
+    def fill_cold_columns(self, user_items: sp.spmatrix, content: ItemContent, warm: np.ndarray,
+                          cold: np.ndarray, block_weights: dict) -> None:
+        """Write the content-predicted columns of ``cold`` items into ``weights_``."""
+        weights = self.weights_
+        weights[:, cold] = self.predict_cold_columns(user_items, weights, self.content_targets(user_items, weights),
+                                                     content, warm, cold, block_weights)

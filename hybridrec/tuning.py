@@ -1,0 +1,167 @@
+"""Choices ``HybridRecommender.fit`` makes on validation data, never on a test split.
+
+* :func:`validation_holdout` — a seeded share of each user's interactions held out (early stopping
+  of the GNN and the EASE ridge strength both read it);
+* :func:`select_ease_l2` — the CF head's ridge strength among ``l2 x {0.5, 1, 2, 4}``;
+* :func:`select_block_weights` — the weight of each content block in the cold-item content vector,
+  chosen on pseudo-cold items (warm items hidden from the head), so a modality that does not help
+  cold items is turned down.
+
+Each search returns its choice and the score of every trial, so the estimator can keep both.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+
+from hybridrec.item_content import ItemContent
+from hybridrec.models.cf_head import DenseEASEHead
+from hybridrec.models.content_map import item_gram_eigen
+
+logger = logging.getLogger(__name__)
+
+#: Candidate factors of the configured ridge strength.
+EASE_L2_FACTORS = (0.5, 1.0, 2.0, 4.0)
+#: Catalogs larger than this keep the configured ridge strength (each trial is a dense inverse).
+EASE_L2_MAX_ITEMS = 5000
+#: Candidate weights a tunable block is tried at, after 1.
+BLOCK_WEIGHT_STEPS = (0.5, 0.25, 0.0)
+#: Cut-off of the validation recall both searches maximise.
+VALIDATION_K = 20
+
+
+def _recall_at(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """Mean recall@k of ``scores`` ``[users, items]`` against boolean ``truth`` of the same shape."""
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    hits = np.take_along_axis(truth, top, axis=1).sum(1)
+    return float(np.mean(hits / np.minimum(truth.sum(1), k)))
+
+
+def trial_key(weights: dict) -> str:
+    """A readable, order-stable key for a block-weight trial, e.g. ``"attributes=0.25, image=0.5"``."""
+    return ", ".join(f"{name}={value:g}" for name, value in sorted(weights.items()))
+
+
+def validation_holdout(binary: sp.csr_matrix, share: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix | None]:
+    """Split each user's interactions into train / validation (users with >= 5 keep some).
+
+    Args:
+        binary: ``[n_users, n_items]`` interactions.
+        share: chance of each interaction being held out (0: no validation).
+        seed: seeds the draw.
+
+    Returns:
+        ``(train, valid)`` of ``binary``'s shape; ``valid`` is None when ``share <= 0``.
+    """
+    if share <= 0:
+        return binary, None
+    rng = np.random.default_rng(seed)
+    coo = binary.tocoo()
+    counts = np.diff(binary.indptr)
+    held = (rng.random(coo.nnz) < share) & (counts[coo.row] >= 5)
+    shape = binary.shape
+    train = sp.csr_matrix((coo.data[~held], (coo.row[~held], coo.col[~held])), shape=shape)
+    valid = sp.csr_matrix((coo.data[held], (coo.row[held], coo.col[held])), shape=shape)
+    return train, valid
+
+
+def select_ease_l2(head: DenseEASEHead, train: sp.csr_matrix,
+                   valid: sp.csr_matrix | None) -> tuple[float, dict[float, float] | None]:
+    """The head's ``l2`` scaled by the factor in :data:`EASE_L2_FACTORS` with the best validation recall@20.
+
+    Args:
+        head: the CF head (its ``l2`` is the centre of the search).
+        train, valid: :func:`validation_holdout` of the training interactions.
+
+    Returns:
+        ``(l2, trials)``: the chosen strength and ``{l2: recall}``; ``trials`` is None when there
+        was no search (no validation users, or more than :data:`EASE_L2_MAX_ITEMS` items).
+    """
+    if valid is None or valid.nnz == 0 or train.shape[1] > EASE_L2_MAX_ITEMS:
+        return float(head.l2), None
+    users = np.flatnonzero(np.diff(valid.indptr) > 0)
+    history, truth = train[users], valid[users].toarray() > 0
+    k = min(VALIDATION_K, train.shape[1])
+    seen = history.toarray() > 0
+    results = {}
+    for factor in EASE_L2_FACTORS:
+        l2 = float(head.l2) * factor
+        scores = np.asarray(history @ head.fit_weights(train, l2))
+        scores[seen] = -np.inf
+        results[l2] = _recall_at(scores, truth, k)
+    best = max(results, key=results.get)
+    logger.info("EASE l2 %g (validation recall@%d: %s)", best, k, {l: round(r, 4) for l, r in results.items()})
+    return best, results
+
+
+def select_block_weights(head: DenseEASEHead, binary: sp.csr_matrix, content: ItemContent, warm: np.ndarray, *,
+                         fixed: dict, tune: bool, hidden_share: float, folds: int,
+                         seed: int) -> tuple[dict, dict[str, float] | None]:
+    """Block weights for the cold-item content vector, chosen on a pseudo-cold validation.
+
+    A seeded share of warm items is hidden (their interactions removed), the CF head is refit
+    on the rest, and each candidate weighting predicts the hidden items' columns; users rank
+    the hidden items and recall@20, averaged over ``folds`` disjoint hidden sets, decides.
+    Coordinate search over ``{1, 0.5, 0.25, 0}`` per block not in ``fixed``.
+
+    Args:
+        head: the fitted CF head's settings (its ``l2`` is used for the fold refits).
+        binary: ``[n_users, n_items]`` binary training interactions.
+        content: the item content blocks.
+        warm: ``[n_warm]`` item indices with interactions.
+        fixed: block name -> weight not searched.
+        tune: search at all (False: every tunable block at 1).
+        hidden_share: share of warm items hidden per fold.
+        folds: how many disjoint hidden sets are scored and averaged.
+        seed: seeds the hidden sets.
+
+    Returns:
+        ``(weights, trials)``: block name -> weight (every block, fixed ones included), and
+        ``{trial_key: recall}`` of every trial (None when there was no search).
+    """
+    tunable = [name for name in content.blocks if name not in fixed]
+    chosen = {**{name: 1.0 for name in tunable}, **fixed}
+    n_hidden = int(round(hidden_share * len(warm)))
+    # One tunable block is still weighed against the fixed ones (e.g. a poster block against
+    # the attribute flags); alone, only its scale against the ridge strength would change.
+    anchored = any(chosen[name] > 0 for name in content.blocks if name not in tunable)
+    if not tune or len(tunable) < (1 if anchored else 2) or n_hidden < 10:
+        return chosen, None
+    # Disjoint hidden sets, scores averaged: one set of a few hundred items is a noisy judge.
+    order = np.random.default_rng(seed).permutation(warm)
+    fold_data = []
+    for fold in range(min(folds, len(warm) // n_hidden)):
+        hidden = np.sort(order[fold * n_hidden:(fold + 1) * n_hidden])
+        kept = np.setdiff1d(warm, hidden)
+        mask = np.ones(binary.shape[1], dtype=np.float32)
+        mask[hidden] = 0.0
+        visible = sp.csr_matrix(binary @ sp.diags(mask))
+        visible.eliminate_zeros()
+        truth = sp.csr_matrix(binary[:, hidden])
+        users = np.flatnonzero((np.diff(truth.indptr) > 0) & (np.diff(visible.indptr) > 0))
+        weights = head.fit_weights(visible)
+        fold_data.append((visible, weights, head.content_targets(visible, weights), kept, hidden,
+                          visible[users], truth[users].toarray() > 0, item_gram_eigen(visible)))
+    k = min(VALIDATION_K, n_hidden)
+
+    def recall(block_weights: dict) -> float:
+        return float(np.mean([
+            _recall_at(np.asarray(history @ head.predict_cold_columns(visible, weights, targets, content, kept,
+                                                                       hidden, block_weights, eigen)), truth, k)
+            for visible, weights, targets, kept, hidden, history, truth, eigen in fold_data]))
+
+    best = recall(chosen)
+    trials = {trial_key(chosen): best}
+    for name in tunable:
+        for value in BLOCK_WEIGHT_STEPS:
+            trial = {**chosen, name: value}
+            if not any(trial[n] for n in content.blocks):
+                continue
+            trials[trial_key(trial)] = score = recall(trial)
+            if score > best:
+                best, chosen = score, trial
+    logger.info("cold block weights %s (validation recall@%d %.4f over %d hidden items)", chosen, k, best, n_hidden)
+    return chosen, trials
