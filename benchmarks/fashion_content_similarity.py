@@ -5,7 +5,7 @@ Data: ``fashion-products/`` (Myntra catalog): the 9,583 products of ``styles.csv
 in ``images/{id}.jpg``. Features: ``productDisplayName`` (the title) and the photo; articleType and
 baseColour are only used to score the neighbours. Prints, side by side, text-only (all-MiniLM-L6-v2),
 TF-IDF text-only (scikit-learn), image-only (EfficientNet-Lite0) and the fused vectors of
-``hybridrec.similarity_export.fuse_content_features`` (text, CNN image features and the photo's
+``hybridrec.features.content_fusion.fuse_content_features`` (text, CNN image features and the photo's
 colour histogram), concatenated and aligned by CCA, for a range of weights and shared dimensions
 (how the defaults were chosen); the fused result for items whose photo is hidden; and the CCA
 learned on one half of the catalog, scored on the other half.
@@ -26,8 +26,8 @@ import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from hybridrec.features.colour_histogram import colour_histograms
+from hybridrec.features.content_fusion import ContentWeights, fuse_content_features
 from hybridrec.features.feature_cache import encode_items
-from hybridrec.similarity_export import ContentWeights, fuse_content_features
 from hybridrec.topk import exact_top_k
 
 K = 10

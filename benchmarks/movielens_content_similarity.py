@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from data_builders.movielens import load_movielens_100k
+from hybridrec.features.content_fusion import fuse_content_features
 from hybridrec.features.cross_modal import REGULARIZATION_GRID
 from hybridrec.features.feature_cache import encode_items
-from hybridrec.similarity_export import fuse_content_features
 from hybridrec.topk import exact_top_k
 
 K = 10

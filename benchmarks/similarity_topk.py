@@ -61,8 +61,9 @@ def run_paired(args: argparse.Namespace, vectors: np.ndarray) -> dict:
     (normalisation, scores, exact top-k, Parquet file written atomically).
     """
     from hybridrec.id_map import IdMap
-    from hybridrec.similarity_export import ShardSpec, export_similar_items
+    from hybridrec.similarity_export import export_similar_items
     from hybridrec.topk import EmbeddingScorer, choose_block_size
+    from hybridrec.topk_table import ShardSpec
 
     items = IdMap(np.arange(len(vectors), dtype=np.int64) * 7 + 100_000, kind="item")
     scorer = EmbeddingScorer(vectors, metric="cosine", device="cpu")

@@ -22,6 +22,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from hybridrec.errors import HybridRecError
+from hybridrec.features.content_fusion import MIN_CCA_PAIRS, fuse_content_features
+from hybridrec.features.cross_modal import CrossModalCCA
 from hybridrec.graph import RecGraph
 from hybridrec.id_map import IdMap
 
@@ -131,9 +133,6 @@ def align_image_with_text(content: ItemContent, text_block: str = "auto", n_comp
         when there was a choice), or None when the image block is kept raw: no image or text block,
         or fewer than ``MIN_CCA_PAIRS`` items with both.
     """
-    from hybridrec.features.cross_modal import CrossModalCCA
-    from hybridrec.similarity_export import MIN_CCA_PAIRS, fuse_content_features
-
     text_blocks = [name for name in content.blocks if name.startswith("text:")]
     if "image" not in content.blocks or not text_blocks:
         return None

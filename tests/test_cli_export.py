@@ -14,8 +14,8 @@ from hybridrec.cli import export_similar, recommend
 from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
 from hybridrec.recommender_base import RecommenderBase
-from hybridrec.similarity_export import read_table, read_table_metadata
 from hybridrec.topk import exact_top_k
+from hybridrec.topk_table import read_table, read_table_metadata
 
 
 class SimilarityOnlyRecommender(RecommenderBase):

@@ -10,7 +10,7 @@ import torch
 from data_builders.catalog import read_items
 from hybridrec.errors import HybridRecError
 from hybridrec.features.cross_modal import PAIRS_PER_COMPONENT, REGULARIZATION_GRID, CrossModalCCA
-from hybridrec.similarity_export import MIN_CCA_PAIRS, fuse_content_features
+from hybridrec.features.content_fusion import MIN_CCA_PAIRS, fuse_content_features
 
 
 def shared_signal_views(n_items: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

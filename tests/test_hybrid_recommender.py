@@ -228,7 +228,8 @@ def test_resume_after_interruption_gives_the_same_model(data, tmp_path, monkeypa
 
 def test_exported_similarity_table_matches_similar_items(fitted, tmp_path):
     """The blockwise export of a hybrid model gives the same neighbours as ``similar_items``."""
-    from hybridrec.similarity_export import export_model_similar_items, read_table
+    from hybridrec.similarity_export import export_model_similar_items
+    from hybridrec.topk_table import read_table
 
     export_model_similar_items(fitted, tmp_path / "similar.parquet", k=5, progress=False)
     table = read_table(tmp_path / "similar.parquet")

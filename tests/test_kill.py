@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from hybridrec.recommender_base import RecommenderBase
-from hybridrec.similarity_export import read_table
+from hybridrec.topk_table import read_table
 
 SEED = 7
 #: Kills per command: one at a random moment of the whole run, then ones while the output is

@@ -12,10 +12,11 @@ from sklearn.decomposition import TruncatedSVD
 
 from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
-from hybridrec.similarity_export import (ShardSpec, TopKTableWriter, export_similar_items, merge_shards,
-                                         read_table, read_table_metadata, sidecar_path, table_schema)
+from hybridrec.similarity_export import export_similar_items
 from hybridrec.topk import (EmbeddingScorer, choose_block_size, exact_top_k, group_length_for, iter_top_k,
                            select_top_k)
+from hybridrec.topk_table import (ShardSpec, TopKTableWriter, merge_shards, read_table, read_table_metadata,
+                                  sidecar_path, table_schema)
 
 K = 10
 TOLERANCE = 1e-5
@@ -302,7 +303,7 @@ def test_faiss_search_finds_most_exact_neighbours(item_vectors, tmp_path):
 
 
 def test_fused_cosine_weights_each_modality_and_reweights_missing_images_when_told():
-    from hybridrec.similarity_export import ContentWeights, fuse_content_features
+    from hybridrec.features.content_fusion import ContentWeights, fuse_content_features
 
     text = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
     image = np.array([[3.0, 0.0], [0.0, 2.0], [0.0, 0.0]], dtype=np.float32)  # item 2 has no image
@@ -316,7 +317,7 @@ def test_fused_cosine_weights_each_modality_and_reweights_missing_images_when_to
 
 
 def test_a_missing_image_is_imputed_from_the_nearest_items_on_text():
-    from hybridrec.similarity_export import ContentWeights, fuse_content_features
+    from hybridrec.features.content_fusion import ContentWeights, fuse_content_features
 
     text = np.array([[1.0, 0.0], [0.0, 1.0], [0.1, 1.0], [0.0, 0.0]], dtype=np.float32)
     image = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]], dtype=np.float32)  # 2 and 3: no photo
@@ -327,7 +328,7 @@ def test_a_missing_image_is_imputed_from_the_nearest_items_on_text():
 
 
 def test_attribute_one_hot_counts_list_cells_and_skips_missing_values():
-    from hybridrec.similarity_export import one_hot_attributes
+    from hybridrec.features.content_fusion import one_hot_attributes
 
     items = pd.DataFrame({"colour": ["red", None, "blue"], "tags": [["a", "b"], [], ["b"]]})
     np.testing.assert_array_equal(one_hot_attributes(items, ["colour", "tags"]),

@@ -96,7 +96,7 @@ def threads_and_merge(args: argparse.Namespace, noun: str) -> bool:
     """
     import torch
 
-    from hybridrec.similarity_export import merge_shards
+    from hybridrec.topk_table import merge_shards
 
     if args.threads is not None and args.threads < 1:
         raise HybridRecError(f"--threads must be >= 1, got {args.threads}")
@@ -155,7 +155,8 @@ def _export_from_model(args: argparse.Namespace, options: dict):
 
 
 def _export_from_content(args: argparse.Namespace, options: dict):
-    from hybridrec.similarity_export import ContentWeights, content_item_vectors, export_similar_items
+    from hybridrec.features.content_fusion import ContentWeights, content_item_vectors
+    from hybridrec.similarity_export import export_similar_items
 
     items = read_table_file(args.items, encoding=args.encoding)
     if args.item_id_col not in items.columns:
