@@ -316,6 +316,32 @@ def read_table(path: str | Path, *, report: LoadReport, sep: str | None = None,
     return read_delimited(path, sep=sep, encoding=encoding, report=report)
 
 
+def read_typed_table(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
+    """A CSV or Parquet table (by suffix) with at least one row, its values typed as pandas reads them.
+
+    For tables of the user's own columns, which no loader here gives a schema (the command line's
+    ``--items`` of content-only similarity and ``--history``): unlike :func:`read_table`, whose
+    values stay text as written, a CSV column of whole numbers comes back as int64 and an empty
+    cell as NaN. No ``__line__`` column.
+
+    Raises:
+        HybridRecError: naming the file: missing, empty, not ``encoding`` (with the line and a hint
+            to pass ``--encoding``), malformed CSV, unreadable Parquet, or a header without rows.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        table = read_parquet(path, report=LoadReport()).drop(columns=[LINE])
+    else:
+        text = read_text(path, encoding, sep=",")
+        try:
+            table = pd.read_csv(io.StringIO(text), on_bad_lines="error")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise HybridRecError(f"{path}: cannot read as CSV: {err}") from None
+    if table.empty:
+        raise HybridRecError(f"{path}: no data rows (columns: {list(table.columns)})")
+    return table
+
+
 def require_columns(table: pd.DataFrame, columns: Sequence[str], *, file: object) -> None:
     """Raise naming the file and the missing columns (and the ones it has)."""
     missing = [c for c in columns if c not in table.columns]

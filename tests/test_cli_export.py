@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.decomposition import TruncatedSVD
 
-from hybridrec.cli import export_similar, recommend
+from hybridrec.cli import export_similar, id_files, recommend
 from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
 from hybridrec.recommender_base import RecommenderBase
@@ -217,7 +217,7 @@ def test_unknown_users_are_named(saved_models, tmp_path):
 
 def test_read_id_file_plain_text_strings(tmp_path):
     (tmp_path / "ids.txt").write_text("sku-1\n\nsku-2\n", encoding="utf-8")
-    ids = export_similar.read_id_file(tmp_path / "ids.txt", IdMap(["sku-1", "sku-2"]))
+    ids = id_files.read_id_file(tmp_path / "ids.txt", IdMap(["sku-1", "sku-2"]))
     assert ids.tolist() == ["sku-1", "sku-2"]
 
 

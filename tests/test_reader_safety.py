@@ -16,7 +16,7 @@ import pytest
 
 from data_builders.event_log import ColumnMapping, load_from_files
 from hybridrec.cli import main
-from hybridrec.cli.export_similar import read_id_file
+from hybridrec.cli.id_files import read_id_file
 from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
 

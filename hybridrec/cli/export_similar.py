@@ -4,28 +4,17 @@ sharded, or merged from shards."""
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import logging
 import math
 import sys
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from data_builders.parsing import LINE, read_parquet, read_text
+from data_builders.parsing import read_typed_table
 from hybridrec.atomic import check_writable
 from hybridrec.errors import HybridRecError, located
 from hybridrec.features.image_paths import resolve_image_paths
 from hybridrec.id_map import IdMap
-from hybridrec.load_report import LoadReport
 
-from hybridrec.cli.dataset_args import text_encoding
-
-logger = logging.getLogger(__name__)
-
-ID_COLUMN_NAMES = ("item_id", "user_id", "id")
+from hybridrec.cli.id_files import add_encoding_argument, read_id_file
+from hybridrec.cli.shard_merge import threads_and_merge
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -83,34 +72,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def add_encoding_argument(parser: argparse.ArgumentParser) -> None:
-    """``--encoding`` of the text files a command reads (tables and id lists)."""
-    parser.add_argument("--encoding", type=text_encoding, default="utf-8",
-                        help="text encoding of the CSV and id-list files read (default utf-8)")
-
-
-def threads_and_merge(args: argparse.Namespace, noun: str) -> bool:
-    """Apply ``--threads``; with ``--merge``, merge the shards into ``--out`` and return True.
-
-    Shared by ``export-similar`` and ``recommend`` (``noun`` names what a shard's queries are).
-    """
-    import torch
-
-    from hybridrec.topk_table import merge_shards
-
-    if args.threads is not None and args.threads < 1:
-        raise HybridRecError(f"--threads must be >= 1, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if not args.merge:
-        return False
-    summary = merge_shards(args.merge, args.out, format=args.format, progress=not args.no_progress,
-                           overwrite=args.overwrite)
-    print(f"merged {len(args.merge)} shard(s): {summary.n_rows:,} rows for {summary.n_queries:,} {noun} "
-          f"-> {summary.path}")
-    return True
-
-
 def run(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress
@@ -158,7 +119,7 @@ def _export_from_content(args: argparse.Namespace, options: dict):
     from hybridrec.features.content_fusion import ContentWeights, content_item_vectors
     from hybridrec.similarity_export import export_similar_items
 
-    items = read_table_file(args.items, encoding=args.encoding)
+    items = read_typed_table(args.items, encoding=args.encoding)
     if args.item_id_col not in items.columns:
         raise HybridRecError(located(f"no item id column {args.item_id_col!r}; found {list(items.columns)}",
                                      file=args.items))
@@ -199,89 +160,3 @@ def _export_from_content(args: argparse.Namespace, options: dict):
 
 def _split_columns(text: str | None) -> list[str]:
     return [column.strip() for column in text.split(",") if column.strip()] if text else []
-
-
-def read_table_file(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
-    """A CSV or Parquet table (by suffix) with at least one row; CSV values typed by pandas.
-
-    Raises:
-        HybridRecError: naming the file: missing, empty, not ``encoding`` (with the line and a hint
-            to pass ``--encoding``), malformed CSV, unreadable Parquet, or a header without rows.
-    """
-    path = Path(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        table = read_parquet(path, report=LoadReport()).drop(columns=[LINE])
-    else:
-        text = read_text(path, encoding, sep=",")
-        try:
-            table = pd.read_csv(io.StringIO(text), on_bad_lines="error")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise HybridRecError(f"{path}: cannot read as CSV: {err}") from None
-    if table.empty:
-        raise HybridRecError(f"{path}: no data rows (columns: {list(table.columns)})")
-    return table
-
-
-def read_id_file(path: str | Path, id_map: IdMap, *, column: str | None = None,
-                 encoding: str = "utf-8") -> np.ndarray:
-    """Ids listed in ``path``, typed like ``id_map``'s ids.
-
-    ``path`` is a Parquet table, a ``.csv``/``.tsv`` table with a header, or plain text. Plain text
-    is a CSV table only when its first line names a known id column (``column``, else ``item_id``,
-    ``user_id`` or ``id``); otherwise every non-blank line is one id, exactly as written (commas
-    included). A table's id column is ``column``, else the first known name, else its first column
-    (logged, since line 1 is then taken as the header).
-
-    Raises:
-        HybridRecError: the file is missing, empty, not ``encoding``, lists no id, lacks ``column``,
-            or an id is not an integer where the map holds integers (naming the line).
-    """
-    path = Path(path)
-    header_line = 1
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        table = read_table_file(path)
-        header_line = 0
-    else:
-        text = read_text(path, encoding)
-        lines = text.splitlines()
-        sep = "\t" if suffix == ".tsv" else ","
-        first = next(csv.reader([lines[0]], delimiter=sep), [])
-        known = [column] if column else list(ID_COLUMN_NAMES)
-        if suffix in (".csv", ".tsv") or any(field.strip() in known for field in first):
-            try:
-                table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
-            except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-                raise HybridRecError(f"{path}: cannot read as CSV: {err}") from None
-            table.columns = [str(name).strip() for name in table.columns]
-        else:
-            table = pd.DataFrame({"id": [line.strip() for line in lines]})
-            header_line = 0
-    if column is not None and column not in table.columns:
-        raise HybridRecError(located(f"no column {column!r}; found {list(table.columns)}", file=path))
-    name = column or next((c for c in ID_COLUMN_NAMES if c in table.columns), None)
-    if name is None:
-        name = table.columns[0]
-        logger.warning("%s: no %s column; ids are read from its first column %r (line 1 is its header)", path,
-                       "/".join(ID_COLUMN_NAMES), name)
-    values = table[name]
-    if values.dtype == object or pd.api.types.is_string_dtype(values):
-        values = values.astype(str).str.strip()
-        values = values[values != ""]
-    if values.empty:
-        raise HybridRecError(located("lists no id", file=path, column=name if header_line else None))
-    return coerce_ids(values, id_map, file=path, header_line=header_line, column=name)
-
-
-def coerce_ids(values: pd.Series, id_map: IdMap, *, file: object = None, header_line: int = 0,
-               column: str | None = None) -> np.ndarray:
-    """``values`` converted to the dtype of ``id_map``'s ids (integers or strings)."""
-    if id_map.ids.dtype.kind in "iu":
-        numbers = pd.to_numeric(values, errors="coerce")
-        bad = numbers.isna() | (numbers != numbers.round())
-        if bad.any():
-            position = int(np.flatnonzero(bad.to_numpy())[0])
-            raise HybridRecError(located(f"{id_map.kind} id {values.iloc[position]!r} is not an integer",
-                                         file=file, line=int(values.index[position]) + header_line + 1, column=column))
-        return numbers.to_numpy().astype(np.int64)
-    return values.astype(str).to_numpy(dtype=object)

@@ -7,10 +7,12 @@ import argparse
 
 import pandas as pd
 
+from data_builders.parsing import read_typed_table
 from hybridrec.atomic import check_writable
-from hybridrec.cli.export_similar import (add_encoding_argument, coerce_ids, read_id_file, read_table_file,
-                                          threads_and_merge)
 from hybridrec.errors import HybridRecError, located
+
+from hybridrec.cli.id_files import add_encoding_argument, coerce_ids, read_id_file
+from hybridrec.cli.shard_merge import threads_and_merge
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,7 +79,7 @@ def read_history(path: str, model, *, encoding: str = "utf-8") -> pd.DataFrame:
         HybridRecError: naming the file: missing, empty, not ``encoding``, no rows, a missing column or
             an item id of the wrong type.
     """
-    history = read_table_file(path, encoding=encoding)
+    history = read_typed_table(path, encoding=encoding)
     for column in ("user_id", "item_id"):
         if column not in history.columns:
             raise HybridRecError(located(f"no column {column!r}; found {list(history.columns)}", file=path))
