@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hybridrec.errors import HybridRecError
-from hybridrec.topk import METRICS, EmbeddingScorer, TopKBlock, iter_top_k
+from hybridrec.topk import METRICS, EmbeddingScorer, FunctionScorer, TopKBlock, iter_top_k, select_top_k
 
 logger = logging.getLogger(__name__)
 
@@ -179,3 +179,49 @@ def measure_recall(index: FaissIndex, embeddings: torch.Tensor | np.ndarray, que
     exact = np.concatenate([block.result_index for block in iter_top_k(scorer, sample, k, exclude_self=exclude_self)])
     _, approx = index.search(sample, k, exclude_self=exclude_self)
     return recall_at_k(approx, exact)
+
+
+#: Candidates the approximate stage hands to the exact re-rank, per result kept.
+RERANK_CANDIDATES_PER_RESULT = 10
+
+
+def reranked_top_k_blocks(candidate_blocks: Iterator[TopKBlock], score_block, k: int, *,
+                          min_score: float | None = None) -> Iterator[TopKBlock]:
+    """Second stage of a two-stage search: re-rank each query's approximate candidates by exact scores.
+
+    Args:
+        candidate_blocks: :class:`TopKBlock` s of candidates (``-1`` = none), e.g. from
+            :func:`approximate_top_k_blocks` with more than ``k`` results per query.
+        score_block: ``item_index [b] -> scores [b, n_items]``, the model's exact similarity.
+        k: results kept per query.
+        min_score: drop results whose exact score is below it.
+
+    Yields:
+        :class:`TopKBlock` s of the ``k`` best candidates by exact score (ties to the lower column).
+    """
+    for block in candidate_blocks:
+        scores = torch.as_tensor(score_block(block.query_index), dtype=torch.float32).cpu()
+        columns = torch.from_numpy(block.result_index)
+        exact = torch.gather(scores, 1, columns.clamp(min=0))
+        exact[columns < 0] = -torch.inf
+        if min_score is not None:
+            exact[exact < min_score] = -torch.inf
+        values, order = select_top_k(exact, min(k, exact.shape[1]))
+        chosen = np.where(order >= 0, np.take_along_axis(block.result_index, np.maximum(order, 0), axis=1), -1)
+        yield TopKBlock(query_index=block.query_index, result_index=chosen, scores=values)
+
+
+def measure_reranked_recall(index: FaissIndex, score_block, n_items: int, query_index: np.ndarray, k: int, *,
+                            candidate_index: np.ndarray | None = None, exclude_self: bool = True,
+                            sample_size: int = 1000, seed: int = 0,
+                            device: str | torch.device | None = "auto") -> float:
+    """Recall@``k`` of the two-stage search (:func:`reranked_top_k_blocks` over ``index``'s
+    candidates) against exact search by ``score_block`` on a seeded sample of ``query_index``."""
+    query_index = np.asarray(query_index, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(query_index, size=min(sample_size, len(query_index)), replace=False))
+    scorer = FunctionScorer(score_block, n_items, columns=candidate_index, device=device)
+    exact = np.concatenate([block.result_index for block in iter_top_k(scorer, sample, k, exclude_self=exclude_self)])
+    scores, items = index.search(sample, k * RERANK_CANDIDATES_PER_RESULT, exclude_self=exclude_self)
+    reranked = next(reranked_top_k_blocks(iter([TopKBlock(sample, items, scores)]), score_block, k))
+    return recall_at_k(reranked.result_index, exact)

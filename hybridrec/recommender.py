@@ -36,8 +36,9 @@ from hybridrec.graph import RecGraph, build_graph
 from hybridrec.item_content import ItemContent, align_image_with_text, attribute_flags, encode_item_content
 from hybridrec.models.cf_head import DenseEASEHead
 from hybridrec.models.hybrid_gnn import HybridGNN, normalized_adjacency
-from hybridrec.recommender_base import RecommenderBase, ranked_top_k, top_k_frame
+from hybridrec.recommender_base import RecommenderBase, top_k_frame
 from hybridrec.tables import ColumnRoles, RecDataset, infer_attribute_roles
+from hybridrec.topk import ranked_top_k
 from hybridrec.tuning import select_block_weights, select_ease_l2, validation_holdout
 from training.config import TrainConfig
 from training.trainer import GraphTrainingData, Trainer
@@ -359,6 +360,23 @@ class HybridRecommender(RecommenderBase):
         values, indices = ranked_top_k(scores, k)
         frame = top_k_frame(values, indices, np.array(["history"], dtype=object), self.item_ids_, "user_id", "item_id")
         return frame.drop(columns=["user_id"])
+
+    #: ``similar_items`` blends embedding cosine with co-occurrence: the vectors only propose candidates.
+    similarity_is_vector_cosine = False
+
+    def item_vectors(self) -> torch.Tensor:
+        """L2-normalised GNN item embeddings ``[n_items, dim]``: the candidates of an approximate
+        ``similar_items`` search (``export-similar --approx faiss``), which :meth:`item_similarity`
+        then re-ranks exactly.
+
+        Raises:
+            HybridRecError: for a model fitted without the GNN (``use_gnn=False``).
+        """
+        self._check_fitted()
+        if self.item_embeddings_ is None:
+            raise HybridRecError("this HybridRecommender was fitted with use_gnn=False: it has no item vectors; "
+                                 "export its similar items exactly (without --approx)")
+        return torch.nn.functional.normalize(self.item_embeddings_, dim=1)
 
     def item_similarity(self, item_index: np.ndarray) -> torch.Tensor:
         index = torch.from_numpy(np.asarray(item_index))

@@ -102,6 +102,10 @@ class RecommenderBase:
 
     #: Users per scoring batch in ``recommend``; bounds memory at ``batch x n_items`` floats.
     recommend_batch_size = 1024
+    #: Whether the cosine of :attr:`item_vectors` is this model's item–item similarity (exports
+    #: then score the vectors alone). False: the vectors only propose candidates that
+    #: :meth:`item_similarity` re-ranks (a two-stage approximate search).
+    similarity_is_vector_cosine = True
 
     def __init_subclass__(cls, **kwargs) -> None:
         """Register every subclass by name: :meth:`load` builds only registered classes."""

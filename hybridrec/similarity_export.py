@@ -20,6 +20,8 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
+from hybridrec.ann_index import (RERANK_CANDIDATES_PER_RESULT, approximate_top_k_blocks, measure_recall,
+                                 measure_reranked_recall, reranked_top_k_blocks)
 from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
 from hybridrec.recommender_base import RecommenderBase
@@ -40,7 +42,8 @@ def _unique_ids(ids: Iterable, what: str) -> np.ndarray:
 
 
 def export_similar_items(out: str | Path, item_ids: IdMap, *, embeddings: torch.Tensor | np.ndarray | None = None,
-                         score_block=None, k: int = 50, metric: str = "cosine", query_ids: Iterable | None = None,
+                         score_block=None, candidate_vectors: torch.Tensor | np.ndarray | None = None,
+                         k: int = 50, metric: str = "cosine", query_ids: Iterable | None = None,
                          candidate_ids: Iterable | None = None, include_self: bool = False,
                          min_score: float | None = None, shard: ShardSpec | str | None = None,
                          format: str | None = None, approx: str | None = None, ann_config=None,
@@ -54,13 +57,17 @@ def export_similar_items(out: str | Path, item_ids: IdMap, *, embeddings: torch.
         item_ids: external ids of the rows of ``embeddings`` / columns of ``score_block``.
         embeddings: ``[n_items, dim]`` item vectors, scored by ``metric`` (``cosine`` or ``dot``).
         score_block: instead of embeddings, ``item_index [b] -> scores [b, n_items]``.
+        candidate_vectors: with ``score_block`` and ``approx``: ``[n_items, dim]`` vectors whose
+            ``metric`` neighbours are the candidates (``RERANK_CANDIDATES_PER_RESULT x k`` per
+            query) that ``score_block`` re-ranks exactly (a two-stage search).
         query_ids: items to find neighbours for (default all, in index order).
         candidate_ids: the only items that may be neighbours (e.g. in stock).
         include_self: allow an item to be its own neighbour (excluded by default).
         min_score: drop neighbours scoring below it.
         shard: ``ShardSpec`` or ``"i/n"``: only that contiguous part of the queries.
-        approx: ``"faiss"`` for approximate search (embeddings only); its recall@k against exact
-            on ``recall_sample`` queries is logged and recorded.
+        approx: ``"faiss"`` for approximate search (``embeddings``, or ``candidate_vectors`` re-ranked
+            by ``score_block``); its recall@k against exact on ``recall_sample`` queries is logged
+            and recorded.
         memory_budget_bytes: ceiling for one block of scores (default 256 MiB).
         overwrite: replace a file already at ``out`` (a folder there is always refused).
 
@@ -98,19 +105,30 @@ def export_similar_items(out: str | Path, item_ids: IdMap, *, embeddings: torch.
     shard_queries = query_index[start:stop]
     recall = None
     if approx is not None:
-        from hybridrec.ann_index import approximate_top_k_blocks, measure_recall
-
-        if embeddings is None:
-            raise HybridRecError("approximate search needs item vectors; this model only has item_similarity")
         if approx != "faiss":
             raise HybridRecError(f"approx must be 'faiss', got {approx!r}")
-        blocks, index = approximate_top_k_blocks(embeddings, shard_queries, k, metric=metric,
-                                                 candidate_index=candidate_index, exclude_self=not include_self,
-                                                 min_score=min_score, config=ann_config)
+        if embeddings is None and candidate_vectors is None:
+            raise HybridRecError("approximate search needs item vectors; this model only has item_similarity")
+        if embeddings is not None:
+            blocks, index = approximate_top_k_blocks(embeddings, shard_queries, k, metric=metric,
+                                                     candidate_index=candidate_index, exclude_self=not include_self,
+                                                     min_score=min_score, config=ann_config)
+        else:
+            candidates, index = approximate_top_k_blocks(candidate_vectors, shard_queries,
+                                                         k * RERANK_CANDIDATES_PER_RESULT, metric="cosine",
+                                                         candidate_index=candidate_index,
+                                                         exclude_self=not include_self, config=ann_config)
+            blocks = reranked_top_k_blocks(candidates, score_block, k, min_score=min_score)
+            settings["method"] = method = f"{method}+rerank"
         if recall_sample > 0 and len(shard_queries):
-            recall = measure_recall(index, embeddings, shard_queries, k, metric=metric,
-                                    candidate_index=candidate_index, exclude_self=not include_self,
-                                    sample_size=recall_sample, device=device)
+            if embeddings is not None:
+                recall = measure_recall(index, embeddings, shard_queries, k, metric=metric,
+                                        candidate_index=candidate_index, exclude_self=not include_self,
+                                        sample_size=recall_sample, device=device)
+            else:
+                recall = measure_reranked_recall(index, score_block, len(item_ids), shard_queries, k,
+                                                 candidate_index=candidate_index, exclude_self=not include_self,
+                                                 sample_size=recall_sample, device=device)
             metadata["stats"]["recall_at_k"] = recall
             logger.info("faiss recall@%d against exact on %d sampled queries: %.4f", k,
                         min(recall_sample, len(shard_queries)), recall)
@@ -144,22 +162,29 @@ def _ann_kind(ann_config) -> str:
 def export_model_similar_items(model, out: str | Path, *, metric: str | None = None, **options) -> ExportSummary:
     """:func:`export_similar_items` for a fitted recommender.
 
-    Uses ``model.item_vectors()`` (``[n_items, dim]``) when the model has it, scored by ``metric``
-    (default cosine); otherwise ``model.item_similarity(item_index)`` block by block, where
-    ``metric`` does not apply.
+    A model whose ``item_vectors()`` (``[n_items, dim]``) define its similarity
+    (:attr:`~hybridrec.recommender_base.RecommenderBase.similarity_is_vector_cosine`) is scored by
+    ``metric`` (default cosine) over them. Otherwise its own ``item_similarity(item_index)`` scores,
+    block by block (``metric`` does not apply); with ``approx``, its ``item_vectors()`` give the
+    candidates that similarity re-ranks (a two-stage search).
     """
     if not hasattr(model, "item_ids_"):
         raise HybridRecError(f"{type(model).__name__} is not fitted")
     item_vectors = getattr(model, "item_vectors", None)
-    if callable(item_vectors):
+    own_similarity = getattr(type(model), "item_similarity", None) not in (None, RecommenderBase.item_similarity)
+    if callable(item_vectors) and (model.similarity_is_vector_cosine or not own_similarity):
         return export_similar_items(out, model.item_ids_, embeddings=item_vectors(), metric=metric or "cosine",
                                     **options)
     if metric is not None:
-        raise HybridRecError(f"{type(model).__name__} has no item_vectors(): its own item_similarity is used "
+        why = "only proposes candidates with item_vectors()" if callable(item_vectors) else "has no item_vectors()"
+        raise HybridRecError(f"{type(model).__name__} {why}: its own item_similarity is used "
                              "and a metric does not apply")
-    if getattr(type(model), "item_similarity", None) in (None, RecommenderBase.item_similarity):
+    if not own_similarity:
         raise HybridRecError(f"{type(model).__name__} has neither item_vectors() nor item_similarity(): "
                              "it cannot export similar items")
+    if options.get("approx") is not None and callable(item_vectors):
+        # Two stages: approximate neighbours of the item vectors, re-ranked by the model's own similarity.
+        options["candidate_vectors"] = item_vectors()
     return export_similar_items(out, model.item_ids_, score_block=model.item_similarity, **options)
 
 

@@ -17,6 +17,7 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
+from evaluation.metrics import mean_recall_at_k
 from hybridrec.item_content import ItemContent
 from hybridrec.models.cf_head import DenseEASEHead
 from hybridrec.models.content_map import item_gram_eigen
@@ -34,10 +35,10 @@ VALIDATION_K = 20
 
 
 def _recall_at(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
-    """Mean recall@k of ``scores`` ``[users, items]`` against boolean ``truth`` of the same shape."""
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    hits = np.take_along_axis(truth, top, axis=1).sum(1)
-    return float(np.mean(hits / np.minimum(truth.sum(1), k)))
+    """Mean recall@k (hits / min(relevant, k)) of ``scores`` ``[users, items]`` against boolean
+    ``truth`` of the same shape: :func:`evaluation.metrics.mean_recall_at_k` with the capped
+    denominator, so a user with more hidden items than ``k`` can still reach 1."""
+    return mean_recall_at_k(scores, truth, k, denominator="capped", ties="backend")
 
 
 def trial_key(weights: dict) -> str:

@@ -26,12 +26,13 @@ LAYER_NAMES = {CORE: "core", CONTENT_AND_MODELS: "graph/features/models/data_bui
 #: (``fnmatch`` over the dotted name; a package is its ``__init__``) that matches it.
 LAYER_RULES: tuple[tuple[int, tuple[str, ...]], ...] = (
     (CORE, ("hybridrec.errors", "hybridrec.tables", "hybridrec.load_report", "hybridrec.id_map", "hybridrec.atomic",
-            "hybridrec.topk", "hybridrec.device", "hybridrec.toml_config", "evaluation.metrics")),
+            "hybridrec.topk", "hybridrec.topk_table", "hybridrec.device", "hybridrec.toml_config",
+            "evaluation.metrics")),
     (CLI, ("hybridrec.cli", "hybridrec.cli.*")),
     (EVALUATION, ("evaluation", "evaluation.*")),
     # The package itself is the estimator's facade (its lazy ``HybridRecommender``).
     (ESTIMATOR, ("hybridrec", "hybridrec.recommender", "hybridrec.recommender_*", "hybridrec.model_loading",
-                 "hybridrec.similarity_export", "hybridrec.topk_table", "hybridrec.tuning")),
+                 "hybridrec.similarity_export", "hybridrec.tuning")),
     (TRAINING, ("training", "training.*")),
     (CONTENT_AND_MODELS, ("hybridrec.graph", "hybridrec.features", "hybridrec.features.*", "hybridrec.models",
                           "hybridrec.models.*", "hybridrec.item_content", "hybridrec.ann_index",

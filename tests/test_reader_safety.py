@@ -158,6 +158,14 @@ def test_empty_history_file_is_a_clean_error(popularity_model, tmp_path, capsys)
     assert code == 1 and str(history) in err
 
 
+def test_an_id_list_of_only_a_byte_order_mark_is_a_clean_error(popularity_model, tmp_path, capsys):
+    users = tmp_path / "users.txt"
+    users.write_bytes("\ufeff\n".encode())
+    code, err = run_main(["recommend", "--model", popularity_model, "--users", str(users),
+                          "--out", str(tmp_path / "r.parquet")], capsys)
+    assert code == 1 and str(users) in err and "no ids" in err
+
+
 def test_empty_items_csv_is_a_clean_error(tmp_path, capsys):
     items = write(tmp_path / "items.csv", "")
     code, err = run_main(["export-similar", "--items", str(items), "--text-cols", "title",

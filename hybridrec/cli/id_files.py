@@ -58,6 +58,8 @@ def read_id_file(path: str | Path, id_map: IdMap, *, column: str | None = None,
     else:
         text = read_text(path, encoding)
         text_lines = text.splitlines()
+        if not any(line.replace("\ufeff", "").strip() for line in text_lines):
+            raise HybridRecError(located("holds no ids (nothing but white space and a byte-order mark)", file=path))
         sep = "\t" if suffix == ".tsv" else ","
         first = next(csv.reader([text_lines[0]], delimiter=sep), [])
         known = [column] if column else list(ID_COLUMN_NAMES)
