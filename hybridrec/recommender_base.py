@@ -254,14 +254,22 @@ class RecommenderBase:
         if candidates is not None:
             candidate_mask = torch.zeros(len(self.item_ids_), dtype=torch.bool)
             candidate_mask[torch.from_numpy(self.item_ids_.to_index(_as_array(candidates)))] = True
+        return self._ranked_frame(
+            user_ids, user_index, lambda batch: self.rank_users(batch, k, filter_seen=filter_seen,
+                                                                candidate_mask=candidate_mask),
+            "user_id", "item_id")
+
+    def _ranked_frame(self, query_ids: np.ndarray, query_index: np.ndarray, rank_batch, query_column: str,
+                      result_column: str) -> pd.DataFrame:
+        """Long top-k table of ``query_ids``: ``rank_batch(index [b]) -> (values, indices) [b, k]`` run
+        over batches of ``recommend_batch_size`` queries."""
         frames = []
-        for start in range(0, len(user_index), self.recommend_batch_size):
-            batch = user_index[start:start + self.recommend_batch_size]
-            values, indices = self.rank_users(batch, k, filter_seen=filter_seen, candidate_mask=candidate_mask)
-            frames.append(top_k_frame(values, indices, user_ids[start:start + self.recommend_batch_size],
-                                      self.item_ids_, "user_id", "item_id"))
+        for start in range(0, len(query_index), self.recommend_batch_size):
+            values, indices = rank_batch(query_index[start:start + self.recommend_batch_size])
+            frames.append(top_k_frame(values, indices, query_ids[start:start + self.recommend_batch_size],
+                                      self.item_ids_, query_column, result_column))
         if not frames:
-            return pd.DataFrame({"user_id": user_ids, "item_id": self.item_ids_.ids[:0],
+            return pd.DataFrame({query_column: query_ids, result_column: self.item_ids_.ids[:0],
                                  "score": np.zeros(0, np.float32), "rank": np.zeros(0, np.int64)})
         return pd.concat(frames, ignore_index=True)
 
@@ -292,18 +300,13 @@ class RecommenderBase:
             raise HybridRecError(f"k must be >= 1, got {k}")
         item_ids = _as_array(item_ids)
         item_index = self.item_ids_.to_index(item_ids)
-        frames = []
-        for start in range(0, len(item_index), self.recommend_batch_size):
-            batch = item_index[start:start + self.recommend_batch_size]
+
+        def rank_batch(batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             scores = self.item_similarity(batch).float().clone()
             scores[torch.arange(len(batch)), torch.from_numpy(batch)] = -torch.inf
-            values, indices = ranked_top_k(scores, k)
-            frames.append(top_k_frame(values, indices, item_ids[start:start + self.recommend_batch_size],
-                                      self.item_ids_, "item_id", "similar_item_id"))
-        if not frames:
-            return pd.DataFrame({"item_id": item_ids, "similar_item_id": self.item_ids_.ids[:0],
-                                 "score": np.zeros(0, np.float32), "rank": np.zeros(0, np.int64)})
-        return pd.concat(frames, ignore_index=True)
+            return ranked_top_k(scores, k)
+
+        return self._ranked_frame(item_ids, item_index, rank_batch, "item_id", "similar_item_id")
 
     # -- persistence -----------------------------------------------------------------------
     def _state(self) -> dict[str, torch.Tensor]:
