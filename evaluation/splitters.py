@@ -31,7 +31,7 @@ from hybridrec.errors import HybridRecError
 
 logger = logging.getLogger(__name__)
 
-SPLIT_KINDS = ("random", "temporal", "user-temporal", "leave-last", "cold-item", "cold-user")
+SPLIT_KINDS = ("random", "temporal", "user-temporal", "leave-last", "cold-item", "cold-user", "given")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,8 @@ class SplitConfig:
         if self.test_ratio + self.valid_ratio >= 1.0:
             raise HybridRecError(f"SplitConfig.test_ratio + valid_ratio must be < 1, got "
                                  f"{self.test_ratio} + {self.valid_ratio}")
-        if self.test_ratio + self.valid_ratio == 0.0 and self.kind not in ("leave-last", "cold-item", "cold-user"):
+        if self.test_ratio + self.valid_ratio == 0.0 and self.kind not in ("leave-last", "cold-item", "cold-user",
+                                                                            "given"):
             raise HybridRecError(f"SplitConfig.test_ratio: a {self.kind!r} split needs test_ratio > 0")
         if not 0.0 < self.cold_share < 1.0:
             raise HybridRecError(f"SplitConfig.cold_share must be in (0, 1), got {self.cold_share}")
@@ -189,6 +190,26 @@ def _spec(kind: str, seed: int | None, **extra) -> dict:
 
 
 # -- splitters ------------------------------------------------------------------------------
+
+#: The column a reader with a published split (e.g. :mod:`data_builders.lightgcn`) marks rows with.
+GIVEN_SPLIT_COLUMN = "split"
+_GIVEN_PARTS = {"train": 0, "valid": 1, "test": 2}
+
+
+def given_split(interactions: pd.DataFrame) -> Split:
+    """The split the data came with: its ``split`` column says ``train``, ``valid`` or ``test``
+    for every row (a published train/test pair, scored exactly as published)."""
+    _check_interactions(interactions)
+    if GIVEN_SPLIT_COLUMN not in interactions.columns:
+        raise HybridRecError(f"a 'given' split needs a {GIVEN_SPLIT_COLUMN!r} column (train/valid/test) in the "
+                             "interactions, as readers of published splits give (e.g. --dataset gowalla)")
+    labels = interactions[GIVEN_SPLIT_COLUMN].astype(str)
+    unknown = sorted(set(labels.unique()) - set(_GIVEN_PARTS))
+    if unknown:
+        raise HybridRecError(f"column {GIVEN_SPLIT_COLUMN!r} holds {unknown}; expected train, valid or test")
+    part = labels.map(_GIVEN_PARTS).to_numpy()
+    return _build_split(interactions.drop(columns=[GIVEN_SPLIT_COLUMN]), part, _spec("given", None))
+
 
 def random_split(interactions: pd.DataFrame, *, test_ratio: float = 0.2, valid_ratio: float = 0.0,
                  seed: int = 0) -> Split:
@@ -312,7 +333,9 @@ def make_split(interactions: pd.DataFrame, config: SplitConfig) -> Split:
         if len(filtered) == 0:
             raise HybridRecError(f"no interactions left after the positives filter (min_rating={config.min_rating}, "
                                  f"min_positives={config.min_positives})")
-    if config.kind == "random":
+    if config.kind == "given":
+        split = given_split(filtered)
+    elif config.kind == "random":
         split = random_split(filtered, test_ratio=config.test_ratio, valid_ratio=config.valid_ratio, seed=config.seed)
     elif config.kind == "temporal":
         split = temporal_split(filtered, test_ratio=config.test_ratio, valid_ratio=config.valid_ratio)

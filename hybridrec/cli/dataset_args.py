@@ -8,7 +8,8 @@ import codecs
 from hybridrec.errors import HybridRecError
 from hybridrec.tables import RecDataset
 
-DATASETS = ("movielens-100k", "movielens-1m", "movielens-latest-small")
+DATASETS = ("movielens-100k", "movielens-1m", "movielens-latest-small", "gowalla", "yelp2018", "amazon-book",
+            "lightgcn")
 
 
 def _csv_list(text: str) -> list[str]:
@@ -92,6 +93,11 @@ def load_dataset_from_args(args: argparse.Namespace) -> RecDataset:
         from data_builders.movielens import load_movielens_100k
 
         return load_movielens_100k(args.data_dir, strict=args.strict, download=download)
+    if name in ("gowalla", "yelp2018", "amazon-book", "lightgcn"):
+        from data_builders.lightgcn import load_lightgcn
+
+        # "lightgcn": any folder of that format, given as --data-dir.
+        return load_lightgcn(args.data_dir, name=None if name == "lightgcn" else name, strict=args.strict)
     if name == "movielens-1m":
         from data_builders.movielens import load_movielens_1m
 

@@ -14,7 +14,7 @@ from hybridrec.cli.dataset_args import add_dataset_arguments, load_dataset_from_
 from hybridrec.cli.train import add_model_arguments, build_model, model_dataset
 
 BASELINE_NAMES = ("popularity", "itemknn", "mf", "ease")
-SPLIT_NAMES = ("random", "temporal", "user-temporal", "leave-last", "cold-item", "cold-user")
+SPLIT_NAMES = ("random", "temporal", "user-temporal", "leave-last", "cold-item", "cold-user", "given")
 
 
 DESCRIPTION = ("Split the interactions, fit the chosen baselines on the training part (or load saved models "
@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataset_arguments(parser)
     add_model_arguments(parser)
     split = parser.add_argument_group("split")
-    split.add_argument("--split", choices=SPLIT_NAMES, default="random", help="split kind (default: random per user)")
+    split.add_argument("--split", choices=SPLIT_NAMES, default="random",
+                       help="split kind (default: random per user; given: the train/test pair the dataset comes "
+                            "with, e.g. gowalla, scored as published)")
     split.add_argument("--ratio", type=float, default=0.2, help="test share (default 0.2)")
     split.add_argument("--valid-ratio", type=float, default=0.0, help="validation share, kept apart from test")
     split.add_argument("--cold-share", type=float, default=0.2,
