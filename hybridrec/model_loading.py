@@ -19,12 +19,10 @@ Which parameters:
 
 from __future__ import annotations
 
-import collections.abc
 import inspect
 import json
 import logging
 import pickle
-import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -37,6 +35,7 @@ import torch
 
 from hybridrec.errors import HybridRecError, located
 from hybridrec.id_map import IdMap
+from hybridrec.typed_values import conform, describe_type
 
 logger = logging.getLogger(__name__)
 
@@ -119,49 +118,6 @@ def resolve_class(config: dict, path: Path) -> type:
     return next(iter(classes.values()))
 
 
-_SEQUENCES = (list, tuple, set, frozenset, collections.abc.Sequence, collections.abc.MutableSequence,
-              collections.abc.Iterable, collections.abc.Collection, collections.abc.Set)
-_MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
-
-
-def _fits(value: object, annotation: object) -> bool:
-    """Whether JSON ``value`` fits type ``annotation`` (unknown annotations: only by isinstance)."""
-    if annotation in (inspect.Parameter.empty, typing.Any, object):
-        return True
-    if annotation is None or annotation is type(None):
-        return value is None
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arg) for arg in args)
-    if origin is typing.Literal:
-        return value in args
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is str or annotation is Path:  # paths are saved as strings
-        return isinstance(value, str)
-    container = origin or annotation
-    if container in _SEQUENCES:  # JSON has lists only
-        if not isinstance(value, list):
-            return False
-        if container is tuple and args and args[-1] is not Ellipsis:
-            return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
-        return not args or all(_fits(v, args[0]) for v in value)
-    if container in _MAPPINGS:
-        if not isinstance(value, dict):
-            return False
-        key_type, value_type = args if len(args) == 2 else (typing.Any, typing.Any)
-        return all(_fits(k, key_type) and _fits(v, value_type) for k, v in value.items())
-    return isinstance(annotation, type) and isinstance(value, annotation)
-
-
-def _describe(annotation: object) -> str:
-    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
-
-
 def checked_params(cls: type, params: dict, path: Path) -> dict:
     """``params`` if every name is a keyword parameter of ``cls.__init__`` and every value fits its
     annotation (or its default's type), and no parameter without a default is missing."""
@@ -183,8 +139,8 @@ def checked_params(cls: type, params: dict, path: Path) -> dict:
             annotation = inspect.Parameter.empty
         if annotation is inspect.Parameter.empty and parameter.default not in (inspect.Parameter.empty, None):
             annotation = type(parameter.default)
-        if not _fits(value, annotation):
-            raise HybridRecError(located(f"key 'params.{name}': {cls.__name__} expects {_describe(annotation)}, "
+        if not conform(value, annotation)[0]:
+            raise HybridRecError(located(f"key 'params.{name}': {cls.__name__} expects {describe_type(annotation)}, "
                                          f"got {value!r}", file=path))
     missing = [name for name, parameter in accepted.items()
                if parameter.default is inspect.Parameter.empty and name not in params]

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-import types
 import typing
 from pathlib import Path
 
 from hybridrec.errors import HybridRecError
-
-_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+from hybridrec.typed_values import conform, describe_type
 
 
 def read_toml(path: str | Path) -> dict:
@@ -61,56 +59,11 @@ def dataclass_from_toml(cls: type, path: str | Path, section: str):
         raise HybridRecError(f"{path}: unknown [{section}] key(s) {unknown}; known: {sorted(known)}")
     checked = {}
     for name, value in values.items():
-        ok, converted = _matches(value, hints[name])
+        ok, converted = conform(value, hints[name])
         if not ok:
-            raise HybridRecError(f"{path}: [{section}] {name} must be {_describe(hints[name])}, got {value!r}")
+            raise HybridRecError(f"{path}: [{section}] {name} must be {describe_type(hints[name])}, got {value!r}")
         checked[name] = converted
     try:
         return cls(**checked)
     except HybridRecError as err:  # a range check of __post_init__: say which file holds the value
         raise HybridRecError(f"{path}: [{section}] {err}") from None
-
-
-def _matches(value: object, annotation: object) -> tuple[bool, object]:
-    """``(whether value fits annotation, the value converted to it)`` for the types configs use."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(annotation):
-            if option is not type(None):
-                ok, converted = _matches(value, option)
-                if ok:
-                    return True, converted
-        return False, value
-    if origin in (tuple, list):
-        if not isinstance(value, list):
-            return False, value
-        item_types = [arg for arg in typing.get_args(annotation) if arg is not Ellipsis]
-        items = []
-        for item in value:
-            ok, converted = _matches(item, item_types[0]) if item_types else (True, item)
-            if not ok:
-                return False, value
-            items.append(converted)
-        return True, origin(items)
-    if annotation is bool:
-        return isinstance(value, bool), value
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if annotation is float:
-        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return fits, float(value) if fits else value
-    if annotation is str:
-        return isinstance(value, str), value
-    return True, value  # a type this loader does not know: the dataclass checks it
-
-
-def _describe(annotation: object) -> str:
-    """Words for a field type: "an integer", "a string or nothing", "a list of integers"."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(option) for option in typing.get_args(annotation) if option is not type(None))
-    if origin in (tuple, list):
-        item_types = [arg for arg in typing.get_args(annotation) if arg is not Ellipsis]
-        return "a list" + (f" of {_describe(item_types[0]).removeprefix('an ').removeprefix('a ')}s"
-                           if item_types else "")
-    return _TYPE_NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))

@@ -27,7 +27,7 @@ LAYER_NAMES = {CORE: "core", CONTENT_AND_MODELS: "graph/features/models/data_bui
 LAYER_RULES: tuple[tuple[int, tuple[str, ...]], ...] = (
     (CORE, ("hybridrec.errors", "hybridrec.tables", "hybridrec.load_report", "hybridrec.id_map", "hybridrec.atomic",
             "hybridrec.topk", "hybridrec.topk_table", "hybridrec.device", "hybridrec.toml_config",
-            "evaluation.metrics")),
+            "hybridrec.typed_values", "evaluation.metrics")),
     (CLI, ("hybridrec.cli", "hybridrec.cli.*")),
     (EVALUATION, ("evaluation", "evaluation.*")),
     # The package itself is the estimator's facade (its lazy ``HybridRecommender``).
