@@ -28,7 +28,8 @@ class LoadReport:
     location (``examples``: located messages; ``locations``: ``file:line[:column]``). Values that
     were kept but converted on a per-value guess (a timestamp in another unit than the rest of its
     column, say) are counted the same way under ``changed`` / ``changed_locations``. With
-    ``strict=True`` the first skip raises :class:`HybridRecError` instead.
+    ``strict=True`` the first skip raises :class:`HybridRecError` instead. ``rows_read`` counts the
+    data rows each file gave its reader, the skipped ones included (blank lines and the header not).
     """
 
     strict: bool = False
@@ -39,6 +40,11 @@ class LoadReport:
     changed: Counter = field(default_factory=Counter)
     changed_locations: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    rows_read: Counter = field(default_factory=Counter)
+
+    def read(self, file: object, rows: int) -> None:
+        """Record that ``file`` gave its reader ``rows`` data rows (kept or skipped)."""
+        self.rows_read[str(file)] += int(rows)
 
     def skip(self, reason: str, *, file: object = None, line: int | None = None,
              column: str | None = None, count: int = 1) -> None:
@@ -83,6 +89,7 @@ class LoadReport:
     def merge(self, other: "LoadReport") -> None:
         self.skipped.update(other.skipped)
         self.changed.update(other.changed)
+        self.rows_read.update(other.rows_read)
         for mine, theirs in ((self.examples, other.examples), (self.locations, other.locations),
                              (self.changed_locations, other.changed_locations)):
             for key, shown in theirs.items():
@@ -115,8 +122,9 @@ class LoadReport:
             logger.warning(line) if line.startswith(("skipped", "changed")) else logger.info(line)
 
     def to_dict(self) -> dict:
-        """JSON-ready: counts per (file, reason) with their first locations, and the notes."""
+        """JSON-ready: rows read per file, counts per (file, reason) with their first locations, and the notes."""
         return {
+            "rows_read": {file: int(rows) for file, rows in sorted(self.rows_read.items())},
             "total_skipped": self.total_skipped,
             "skipped": [{"file": f, "reason": r, "count": int(c), "locations": list(self.locations.get((f, r), []))}
                         for (f, r), c in sorted(self.skipped.items())],
