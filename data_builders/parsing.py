@@ -6,9 +6,13 @@ the :class:`LoadReport` (or an error in strict mode). Parsed tables carry a ``__
 (1-based line in the source file) until the reader drops it, so later checks can still point at
 the offending line.
 
-Delimited files without quoting are split with Arrow kernels (about a million lines a second);
-files that use CSV quotes go through Python's ``csv`` module so quoted separators and newlines
-are honoured and every row keeps its line number.
+Text files are read by the streaming Arrow readers of :mod:`data_builders.arrow_tables` (CSV/TSV
+through ``pyarrow.csv``, JSON Lines through ``pyarrow.json``, in record batches, with every row's
+line); Parquet files and partitioned Parquet folders through ``pyarrow.dataset``. A file those
+readers could read differently from the rules here (a double quote inside a field, JSON numbers
+with a fraction, ...) is read by the Python reader below instead, and the switch is logged at INFO
+with its reason: delimited text split with Arrow kernels, or Python's ``csv`` module where quotes
+are used, JSON through ``json.loads``. Both give the same table.
 
 One rule for ids (and every other value read as text) across formats: **an id is its text exactly
 as written in the file**, trimmed. CSV quotes and JSON string quotes are not part of the text, and
@@ -27,7 +31,7 @@ import io
 import json
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +39,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from data_builders.arrow_tables import LINE, read_delimited_arrow, read_json_arrow, read_parquet_arrow
+from data_builders.text_pieces import header_names, undecodable
 from hybridrec.errors import HybridRecError, located
 from hybridrec.load_report import LoadReport
 
 logger = logging.getLogger(__name__)
 
-LINE = "__line__"
 # Currency marks stripped from numeric catalog values such as "$12.99" or "12.99 EUR".
 CURRENCY_PATTERN = r"^(?:US\$|[$€£¥₹]|USD|EUR|GBP)\s*|\s*(?:USD|EUR|GBP|[€£])$"
 THOUSANDS_PATTERN = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$"
@@ -74,51 +79,22 @@ def read_text(path: str | Path, encoding: str = "utf-8", *, sep: str | None = No
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        column = _column_of_byte(raw, err.start, sep, names)
-        raise HybridRecError(
-            located(f"cannot decode byte 0x{raw[err.start]:02x} as {encoding}; "
-                    "pass the file's encoding (--encoding latin-1 on the command line, encoding='latin-1' "
-                    "in Python)", file=path, line=line, column=column)
-        ) from None
+        line_start = raw.rfind(b"\n", 0, err.start) + 1
+        raise undecodable(path, byte=raw[err.start], line=raw.count(b"\n", 0, err.start) + 1, encoding=encoding,
+                          line_prefix=raw[line_start:err.start], first_line=raw[: raw.find(b"\n")], sep=sep,
+                          names=names) from None
     except LookupError:
         raise HybridRecError(f"{path}: unknown encoding {encoding!r}") from None
     return text.lstrip("\ufeff")
 
 
-def _column_of_byte(raw: bytes, offset: int, sep: str | None, names: Sequence[str] | None) -> str | None:
-    """Name of the delimited field holding byte ``offset``, when it can be told."""
-    if not sep:
-        return None
-    sep_bytes = sep.encode("ascii", errors="ignore")
-    if not sep_bytes:
-        return None
-    line_start = raw.rfind(b"\n", 0, offset) + 1
-    field = raw[line_start:offset].count(sep_bytes)
-    if names is None:
-        if line_start == 0:
-            return None  # the bad byte is in the header itself
-        header = raw[: raw.find(b"\n")].decode("latin-1").rstrip("\r").lstrip("\ufeff\xef\xbb\xbf")
-        names = [name.strip() for name in header.split(sep)]
-    return names[field] if field < len(names) else None
-
-
-def _header_names(fields: Sequence[str], path: Path, line: int = 1) -> list[str]:
-    """Stripped header names (from ``line``); blank ones become ``unnamed_<n>``; duplicates are an error."""
-    names = [field.strip() or f"unnamed_{j}" for j, field in enumerate(fields)]
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise HybridRecError(located(f"duplicate column name {name!r} in the header", file=path, line=line,
-                                         column=name))
-        seen.add(name)
-    return names
-
-
 def read_delimited(path: str | Path, *, sep: str, names: Sequence[str] | None = None,
                    encoding: str = "utf-8", report: LoadReport, quoted: bool = True,
-                   min_fields: int | None = None) -> pd.DataFrame:
+                   min_fields: int | None = None, columns: Collection[str] | None = None) -> pd.DataFrame:
     """Read a delimited text file into a table of strings with a ``__line__`` column.
+
+    Read by ``pyarrow.csv`` in record batches (:func:`data_builders.arrow_tables.read_delimited_arrow`),
+    or by the Python reader where that one is needed (logged at INFO with the reason).
 
     Args:
         path: file to read.
@@ -128,17 +104,48 @@ def read_delimited(path: str | Path, *, sep: str, names: Sequence[str] | None = 
         report: where rows with the wrong number of fields are counted.
         quoted: honour CSV double quotes (only for single-character ``sep``).
         min_fields: accept rows with at least this many fields (missing ones are ``""``, extra
-            ones dropped); default is exactly ``len(names)``.
+            ones dropped); default is exactly ``len(names)``. Read by the Python reader.
+        columns: keep only these columns (those the file lacks are ignored).
 
     Returns:
-        DataFrame of ``str`` columns (``""`` for empty fields) plus ``__line__`` (int64).
-        Blank lines are ignored.
+        DataFrame of ``str`` columns (``""`` for empty fields) plus ``__line__`` (int64), in file
+        order; ``attrs["columns"]`` names every column of the file. Lines of only white space are
+        ignored; every other line is a row (or a counted skip).
     """
     path = Path(path)
+    if min_fields is not None:
+        reason = "min_fields keeps rows of other widths, which pyarrow.csv rejects"
+    else:
+        result = read_delimited_arrow(path, sep=sep, names=names, encoding=encoding, quoted=quoted, columns=columns,
+                                      max_examples=report.max_examples)
+        if result.fallback is None:
+            width = len(result.table.attrs["columns"])
+            for found in sorted(result.wrong_widths):
+                count, lines = result.wrong_widths[found]
+                _count_rows(np.asarray(lines), count, f"expected {width} fields, found {found}", file=path,
+                            report=report)
+            report.read(path, result.records)
+            return result.table
+        reason = result.fallback
+    logger.info("%s: read by the Python reader, not pyarrow.csv: %s", path, reason)
+    skipped = report.total_skipped
     text = read_text(path, encoding, sep=sep, names=names)
     if len(sep) == 1 and quoted and '"' in text:
-        return _read_quoted(text, path, sep=sep, names=names, report=report, min_fields=min_fields)
-    return _read_split(text, path, sep=sep, names=names, report=report, min_fields=min_fields)
+        table = _read_quoted(text, path, sep=sep, names=names, report=report, min_fields=min_fields)
+    else:
+        table = _read_split(text, path, sep=sep, names=names, report=report, min_fields=min_fields)
+    report.read(path, len(table) + report.total_skipped - skipped)
+    return _select(table, columns)
+
+
+def _select(table: pd.DataFrame, columns: Collection[str] | None) -> pd.DataFrame:
+    """Only ``columns`` (when given and the file has one of them) and ``__line__``; all names in attrs."""
+    names = [name for name in table.columns if name != LINE]
+    kept = [name for name in names if columns is None or name in columns] or names
+    if len(kept) < len(names):
+        table = table[kept + [LINE]]
+    table.attrs["columns"] = names
+    return table
 
 
 def _skip_wrong_widths(lengths: np.ndarray, lines: np.ndarray, width: int, min_fields: int | None,
@@ -162,10 +169,10 @@ def _read_split(text: str, path: Path, *, sep: str, names: Sequence[str] | None,
     if names is None:
         if len(lines) == 0:
             raise HybridRecError(f"{path}: file is empty")
-        names = _header_names(lines[0].as_py().split(sep), path, line=int(line_numbers[0]))
+        names = header_names(lines[0].as_py().split(sep), path, line=int(line_numbers[0]))
         lines, line_numbers = lines[1:], line_numbers[1:]
     else:
-        names = _header_names(names, path)
+        names = header_names(names, path)
     width = len(names)
     parts = pc.split_pattern(lines, sep)
     lengths = pc.list_value_length(parts).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -190,15 +197,17 @@ def _read_split(text: str, path: Path, *, sep: str, names: Sequence[str] | None,
 
 def _read_quoted(text: str, path: Path, *, sep: str, names: Sequence[str] | None, report: LoadReport,
                  min_fields: int | None) -> pd.DataFrame:
-    """CSV with quotes, via the ``csv`` module; a record spanning lines keeps its first line."""
+    """CSV with quotes, via the ``csv`` module; a record spanning lines keeps its first line; a line of
+    white space is no record (as in the Arrow reader: ``""`` or ``,,`` are rows)."""
     reader = csv.reader(io.StringIO(text), delimiter=sep)
+    lines = text.split("\n")
     records, starts, previous = [], [], 0
     # Long free-text fields are legitimate: lift the csv module's 128 KiB field limit for this file.
     field_limit = csv.field_size_limit(min(max(len(text) + 1, csv.field_size_limit()), 2**31 - 1))
     try:
         for row in reader:
             start, previous = previous + 1, reader.line_num
-            if row and any(field.strip() for field in row):
+            if row and (previous > start or lines[start - 1].strip()):
                 records.append(row)
                 starts.append(start)
     except csv.Error as err:
@@ -208,10 +217,10 @@ def _read_quoted(text: str, path: Path, *, sep: str, names: Sequence[str] | None
     if names is None:
         if not records:
             raise HybridRecError(f"{path}: file is empty")
-        names = _header_names(records[0], path, line=starts[0])
+        names = header_names(records[0], path, line=starts[0])
         records, starts = records[1:], starts[1:]
     else:
-        names = _header_names(names, path)
+        names = header_names(names, path)
     width = len(names)
     lengths = np.fromiter((len(row) for row in records), dtype=np.int64, count=len(records))
     line_numbers = np.asarray(starts, dtype=np.int64)
@@ -225,14 +234,16 @@ def _read_quoted(text: str, path: Path, *, sep: str, names: Sequence[str] | None
 
 
 def read_json_lines(path: str | Path, *, encoding: str = "utf-8", report: LoadReport,
-                    allow_python_literals: bool = False) -> pd.DataFrame:
+                    allow_python_literals: bool = False, columns: Collection[str] | None = None) -> pd.DataFrame:
     """Read JSON Lines (one object per line) into a table with a ``__line__`` column.
 
     Numbers are kept as the text they were written with (``1.0`` stays ``"1.0"``; see the module
-    docstring); the numeric parsers read them from that text.
+    docstring); the numeric parsers read them from that text. Read by ``pyarrow.json`` in record
+    batches where it keeps that text (strings, integers, nulls), else by ``json.loads`` (logged).
 
     Args:
         allow_python_literals: also accept Python dict literals (older Amazon metadata dumps).
+        columns: keep only these columns (those the file lacks are ignored).
 
     Raises:
         HybridRecError: the file is a JSON array, or no line of it is an object.
@@ -240,6 +251,15 @@ def read_json_lines(path: str | Path, *, encoding: str = "utf-8", report: LoadRe
     import ast
 
     path = Path(path)
+    if allow_python_literals:
+        reason = "Python literals are read by json.loads and ast.literal_eval"
+    else:
+        result = read_json_arrow(path, encoding=encoding, columns=columns)
+        if result.fallback is None:
+            report.read(path, result.records)
+            return result.table
+        reason = result.fallback
+    logger.info("%s: read by the Python reader, not pyarrow.json: %s", path, reason)
     text = read_text(path, encoding)
     if text.lstrip().startswith("["):
         raise HybridRecError(located("this is a JSON array; hybridrec reads JSON Lines (one object per line)",
@@ -274,7 +294,8 @@ def read_json_lines(path: str | Path, *, encoding: str = "utf-8", report: LoadRe
                              "(one object per line)")
     table = pd.DataFrame.from_records(objects) if objects else pd.DataFrame()
     table[LINE] = np.asarray(lines, dtype=np.int64)
-    return table
+    report.read(path, len(table) + failed)
+    return _select(table, columns)
 
 
 def _number_text(value: object) -> object:
@@ -284,36 +305,36 @@ def _number_text(value: object) -> object:
     return value
 
 
-def read_parquet(path: str | Path, *, report: LoadReport) -> pd.DataFrame:
-    """Read a Parquet file; ``__line__`` is the 1-based row number."""
+def read_parquet(path: str | Path, *, report: LoadReport, columns: Collection[str] | None = None) -> pd.DataFrame:
+    """Read a Parquet file or a partitioned folder of them (``pyarrow.dataset``, as ``pandas.read_parquet``
+    types it; partition keys as text); ``__line__`` is the 1-based row number.
+
+    See :func:`data_builders.arrow_tables.read_parquet_arrow`.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise HybridRecError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise HybridRecError(f"{path}: file is empty")
-    try:
-        table = pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several types for a corrupt file
-        raise HybridRecError(f"{path}: not a readable Parquet file ({err})") from None
-    table[LINE] = np.arange(1, len(table) + 1, dtype=np.int64)
+    table = read_parquet_arrow(path, columns=columns)
+    report.read(path, len(table))
     return table
 
 
-def read_table(path: str | Path, *, report: LoadReport, sep: str | None = None,
-               encoding: str = "utf-8") -> pd.DataFrame:
-    """Read CSV/TSV, Parquet or JSON Lines by extension (``.csv .tsv .txt .parquet .jsonl .json``).
+def read_table(path: str | Path, *, report: LoadReport, sep: str | None = None, encoding: str = "utf-8",
+               columns: Collection[str] | None = None) -> pd.DataFrame:
+    """Read CSV/TSV, Parquet or JSON Lines by extension (``.csv .tsv .txt .parquet .jsonl .json``);
+    a folder is read as a (partitioned) Parquet dataset.
 
-    A trailing ``.gz`` is allowed on text formats. Unknown extensions are read as CSV.
+    A trailing ``.gz`` is allowed on text formats. Unknown extensions are read as CSV. ``columns``:
+    keep only these (those the file lacks are ignored; ``attrs["columns"]`` names all the file's).
+    The rows read are counted in ``report.rows_read``.
     """
     path = Path(path)
     suffixes = "".join(path.suffixes).lower().removesuffix(".gz")
-    if suffixes.endswith((".parquet", ".pq")):
-        return read_parquet(path, report=report)
+    if path.is_dir() or suffixes.endswith((".parquet", ".pq")):
+        return read_parquet(path, report=report, columns=columns)
     if suffixes.endswith((".jsonl", ".json", ".ndjson")):
-        return read_json_lines(path, encoding=encoding, report=report)
+        return read_json_lines(path, encoding=encoding, report=report, columns=columns)
     if sep is None:
         sep = "\t" if suffixes.endswith(".tsv") else ","
-    return read_delimited(path, sep=sep, encoding=encoding, report=report)
+    return read_delimited(path, sep=sep, encoding=encoding, report=report, columns=columns)
 
 
 def read_typed_table(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
@@ -347,6 +368,8 @@ def require_columns(table: pd.DataFrame, columns: Sequence[str], *, file: object
     missing = [c for c in columns if c not in table.columns]
     if missing:
         present = [c for c in table.columns if c != LINE]
+        in_file = table.attrs.get("columns")  # all the file's columns, when only some were read
+        present = list(in_file) if isinstance(in_file, list) and set(present) <= set(in_file) else present
         raise HybridRecError(located(f"missing required column(s) {missing}; found {present}", file=file,
                                      column=missing[0]))
 
