@@ -169,7 +169,9 @@ def _read_catalog(path: str | Path, *, id_col: str, id_name: str, report: LoadRe
     path = Path(path)
     own_report = report is None
     report = LoadReport(strict=strict) if report is None else report
-    raw = read_table(path, report=report, sep=sep, encoding=encoding)
+    wanted = [id_col, *(name for role in ("text_cols", "categorical_cols", "multi_cols", "numeric_cols")
+                        for name in roles.get(role, ())), roles.get("image_col")]
+    raw = read_table(path, report=report, sep=sep, encoding=encoding, columns=[c for c in wanted if c])
     catalog, column_roles = build_catalog(raw, file=path, report=report, id_col=id_col, id_name=id_name,
                                           base_dir=path.parent, **roles)
     require_rows(catalog, file=path, report=report)

@@ -134,21 +134,24 @@ def interactions_from_table(raw: pd.DataFrame, *, file: object, report: LoadRepo
     table = skip_rows(table, ~positive, "weight must be > 0", file=file, report=report, column=present.get("weight"))
 
     interactions = pd.DataFrame({
-        "user_id": table[columns.user_id].to_numpy(),
-        "item_id": table[columns.item_id].to_numpy(),
+        "user_id": table[columns.user_id].astype("str").reset_index(drop=True),
+        "item_id": table[columns.item_id].astype("str").reset_index(drop=True),
         "weight": table["__weight__"].to_numpy(np.float32),
     })
     if "timestamp" in present:
         interactions["timestamp"] = table[present["timestamp"]].to_numpy(np.int64)
     if "event" in present:
-        interactions["event"] = as_strings(table[present["event"]]).to_numpy()
+        interactions["event"] = as_strings(table[present["event"]]).astype("str").reset_index(drop=True)
     if "rating" in present:
         interactions["rating"] = table[present["rating"]].to_numpy(np.float32)
     interactions[LINE] = table[LINE].to_numpy()
-    for column in ("user_id", "item_id", "event"):
-        if column in interactions.columns:
-            interactions[column] = interactions[column].astype("str")
     return interactions
+
+
+def _log_columns(columns: ColumnMapping) -> list[str]:
+    """The log columns ``columns`` can use (the reader keeps only these)."""
+    named = (columns.user_id, columns.item_id, columns.timestamp, columns.event, columns.weight, columns.rating)
+    return list(dict.fromkeys(name for name in named if name is not None))
 
 
 def _event_weights(table: pd.DataFrame, column: str, event_weights: dict[str, float], *, file: object,
@@ -230,7 +233,9 @@ def load_from_files(interactions_path: str | Path, items_path: str | Path | None
     """Load an event log and optional item and user tables into a RecDataset.
 
     Args:
-        interactions_path: the log (``.csv``, ``.tsv``, ``.parquet``, ``.jsonl``/``.json``; ``.gz`` ok).
+        interactions_path: the log (``.csv``, ``.tsv``, ``.parquet`` or a partitioned Parquet folder,
+            ``.jsonl``/``.json``; ``.gz`` ok), read in record batches by pyarrow (see
+            :mod:`data_builders.parsing`); only the columns ``columns`` names are kept.
         items_path, users_path: optional catalog files (same formats).
         columns: which log columns hold user, item, timestamp, event, weight and rating.
         event_weights: weight per event type; by default ``DEFAULT_EVENT_WEIGHTS`` when the log
@@ -243,7 +248,8 @@ def load_from_files(interactions_path: str | Path, items_path: str | Path | None
         encoding: text encoding of all files.
 
     Returns:
-        RecDataset with string ids, ``name`` the log's file stem, and the load report.
+        RecDataset with string ids, ``name`` the log's file stem, and the load report (whose
+        ``rows_read`` counts the rows each file gave, before skips: a log's rows/s for a benchmark).
 
     Raises:
         HybridRecError: bad arguments, missing file or column, undecodable or empty file, nothing
@@ -258,7 +264,7 @@ def load_from_files(interactions_path: str | Path, items_path: str | Path | None
         raise HybridRecError("user columns were given without users_path")
     report = LoadReport(strict=strict)
     log_file = Path(interactions_path)
-    raw = read_table(log_file, report=report, encoding=encoding)
+    raw = read_table(log_file, report=report, encoding=encoding, columns=_log_columns(columns))
     interactions = interactions_from_table(raw, file=log_file, report=report, columns=columns,
                                            event_weights=event_weights)
     require_rows(interactions, file=log_file, report=report)
