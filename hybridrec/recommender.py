@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import resource
 import time
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -35,6 +36,7 @@ from hybridrec.errors import HybridRecError
 from hybridrec.graph import RecGraph, build_graph
 from hybridrec.item_content import ItemContent, align_image_with_text, attribute_flags, encode_item_content
 from hybridrec.models.cf_head import DenseEASEHead
+from hybridrec.models.graph_filter import GraphFilterHead
 from hybridrec.models.hybrid_gnn import HybridGNN, normalized_adjacency
 from hybridrec.recommender_base import RecommenderBase, top_k_frame
 from hybridrec.tables import ColumnRoles, RecDataset, infer_attribute_roles
@@ -44,6 +46,10 @@ from training.config import TrainConfig
 from training.trainer import GraphTrainingData, Trainer
 
 logger = logging.getLogger(__name__)
+
+
+#: Values of ``HybridRecommender(cf_head=...)``.
+CF_HEADS = ("auto", "dense", "sparse")
 
 
 def _zscore(scores: torch.Tensor) -> torch.Tensor:
@@ -88,7 +94,17 @@ class HybridRecommender(RecommenderBase):
             only scorer.
         popularity_weight: weight of log-popularity for users without history (cold users).
         validation_share: share of each user's training interactions held out for early stopping.
-        max_ease_items: catalogs larger than this skip the dense EASE head (GNN only).
+        cf_head: which CF head: ``"dense"`` (EASE, a dense ``[n_items, n_items]`` inverse),
+            ``"sparse"`` (:class:`~hybridrec.models.graph_filter.GraphFilterHead`: a pruned
+            co-occurrence filter plus a low-rank low-pass filter, memory ``O(n_items x (neighbors +
+            rank))``) or ``"auto"``: dense up to ``max_ease_items`` items, sparse above. The choice
+            is logged and kept in ``fit_summary_``.
+        max_ease_items: the largest catalog ``cf_head="auto"`` fits the dense EASE head for.
+        filter_neighbors, filter_rank, filter_alpha: the sparse head's co-occurrence entries kept
+            per item, low-pass rank and low-pass weight.
+        negatives, num_negatives, full_softmax_max_items, training_mode, full_graph_max_edges,
+            num_neighbors: how the GNN trains on large catalogs and graphs (see
+            :class:`training.config.TrainConfig`).
         use_cf, use_gnn: which parts to fit and score with (both: the fused model); one alone is for
             measuring each part's contribution.
         feature_cache_dir: where content embeddings are cached (default: user cache).
@@ -102,6 +118,10 @@ class HybridRecommender(RecommenderBase):
                  lr: float = 5e-3, weight_decay: float = 0.0, loss: str = "softmax", temperature: float = 0.2,
                  id_dropout: float = 0.2, cold_item_share: float = 0.1, attribute_edge_weight: float = 1.0,
                  eval_every: int = 5, patience: int = 3, eval_k: int = 20, amp: bool = True,
+                 negatives: str = "auto", num_negatives: int = 1024, full_softmax_max_items: int = 20000,
+                 training_mode: str = "auto", full_graph_max_edges: int = 20_000_000,
+                 num_neighbors: list[int] | None = None, cf_head: str = "auto", filter_neighbors: int = 256,
+                 filter_rank: int = 256, filter_alpha: float = 0.3,
                  ease_l2: float = 250.0, tune_ease_l2: bool = True, ease_item_power: float = 0.25,
                  ease_user_power: float = 0.25,
                  content_l2: float = 10.0, content_target_l2_factor: float = 0.125,
@@ -120,6 +140,10 @@ class HybridRecommender(RecommenderBase):
         self.lr, self.weight_decay, self.loss, self.temperature = lr, weight_decay, loss, temperature
         self.id_dropout, self.cold_item_share, self.attribute_edge_weight = id_dropout, cold_item_share, attribute_edge_weight
         self.eval_every, self.patience, self.eval_k, self.amp = eval_every, patience, eval_k, amp
+        self.negatives, self.num_negatives, self.full_softmax_max_items = negatives, num_negatives, full_softmax_max_items
+        self.training_mode, self.full_graph_max_edges = training_mode, full_graph_max_edges
+        self.num_neighbors, self.cf_head = num_neighbors, cf_head
+        self.filter_neighbors, self.filter_rank, self.filter_alpha = filter_neighbors, filter_rank, filter_alpha
         self.ease_l2, self.ease_item_power, self.ease_user_power = ease_l2, ease_item_power, ease_user_power
         self.content_l2, self.content_direct_l2, self.attribute_weight = content_l2, content_direct_l2, attribute_weight
         self.block_weights, self.gnn_weight, self.popularity_weight = block_weights, gnn_weight, popularity_weight
@@ -136,6 +160,11 @@ class HybridRecommender(RecommenderBase):
         """Validate the parameters (at ``fit``, naming the parameter)."""
         if not (self.use_cf or self.use_gnn):
             raise HybridRecError("HybridRecommender needs at least one of use_cf / use_gnn")
+        if self.cf_head not in CF_HEADS:
+            raise HybridRecError(f"cf_head must be one of {CF_HEADS}, got {self.cf_head!r}")
+        if self.filter_neighbors < 1 or self.filter_rank < 1:
+            raise HybridRecError(f"filter_neighbors and filter_rank must be >= 1, got {self.filter_neighbors}, "
+                                 f"{self.filter_rank}")
         if self.block_validation_folds < 1:
             raise HybridRecError(f"block_validation_folds must be >= 1, got {self.block_validation_folds}")
         self.train_config()  # TrainConfig checks the GNN training parameters, naming each
@@ -228,14 +257,12 @@ class HybridRecommender(RecommenderBase):
         timings = {}
 
         tick = time.perf_counter()
-        self.item_weights_ = None
-        if not self.use_cf:
-            pass
-        elif len(self.item_ids_) <= self.max_ease_items:
+        self.item_weights_ = self.cf_filter_ = None
+        head_name = self.resolved_cf_head() if self.use_cf else None
+        if head_name is not None:
+            logger.info("CF head: %s (%d items; cf_head=%r, max_ease_items=%d)", head_name, len(self.item_ids_),
+                        self.cf_head, self.max_ease_items)
             self._fit_cf(binary, content, warm=np.flatnonzero(item_counts > 0), cold=np.flatnonzero(item_counts == 0))
-        else:
-            logger.warning("%d items > max_ease_items=%d: the CF head is skipped (GNN only)",
-                           len(self.item_ids_), self.max_ease_items)
         timings["cf_head_seconds"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
@@ -245,24 +272,44 @@ class HybridRecommender(RecommenderBase):
         timings["gnn_seconds"] = time.perf_counter() - tick
         timings["fit_seconds"] = time.perf_counter() - started
         self.fit_timings_ = timings
-        logger.info("fit done: %s", {k: round(v, 2) for k, v in timings.items()})
+        result = getattr(self, "train_result_", None) if self.use_gnn else None
+        self.fit_summary_ = {"cf_head": head_name,
+                             "gnn_negatives": getattr(result, "negatives", None),
+                             "gnn_training_mode": getattr(result, "training_mode", None),
+                             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                             **{k: round(v, 2) for k, v in timings.items()}}
+        logger.info("fit done: %s", self.fit_summary_)
 
-    def cf_head(self, l2: float | None = None) -> DenseEASEHead:
-        """The CF head with this estimator's settings (``l2`` defaults to the fitted ``ease_l2_``)."""
+    def resolved_cf_head(self, n_items: int | None = None) -> str:
+        """The CF head ``cf_head`` resolves to for a catalog of ``n_items`` (default: the fitted one):
+        ``"dense_ease"`` or ``"sparse_graph_filter"``."""
+        n_items = len(self.item_ids_) if n_items is None else n_items
+        if self.cf_head == "dense" or (self.cf_head == "auto" and n_items <= self.max_ease_items):
+            return DenseEASEHead.name
+        return GraphFilterHead.name
+
+    def dense_head(self, l2: float | None = None) -> DenseEASEHead:
+        """The dense EASE head with this estimator's settings (``l2`` defaults to the fitted ``ease_l2_``)."""
         return DenseEASEHead(l2=self.ease_l2_ if l2 is None else l2, item_power=self.ease_item_power,
                              user_power=self.ease_user_power, content_l2=self.content_l2,
                              content_target_l2_factor=self.content_target_l2_factor,
                              content_direct_l2=self.content_direct_l2)
 
+    def sparse_head(self) -> GraphFilterHead:
+        """The sparse graph-filter head with this estimator's settings."""
+        return GraphFilterHead(neighbors=self.filter_neighbors, rank=self.filter_rank, alpha=self.filter_alpha,
+                               content_l2=self.content_l2, seed=self.seed, progress=self.progress)
+
     def _fit_cf(self, binary: sp.csr_matrix, content: ItemContent, warm: np.ndarray, cold: np.ndarray) -> None:
-        """The CF head: ridge strength on the validation hold-out, the head, cold columns from content."""
+        """The CF head: (dense) ridge strength on the validation hold-out, the head, cold columns from content."""
         self.ease_l2_ = float(self.ease_l2)
-        if self.tune_ease_l2:
-            self.ease_l2_, trials = select_ease_l2(self.cf_head(), *validation_holdout(binary, self.validation_share,
-                                                                                        self.seed))
+        dense = self.resolved_cf_head() == DenseEASEHead.name
+        if dense and self.tune_ease_l2:
+            self.ease_l2_, trials = select_ease_l2(self.dense_head(), *validation_holdout(binary, self.validation_share,
+                                                                                           self.seed))
             if trials is not None:
                 self.ease_l2_trials_ = trials
-        head = self.cf_head().fit(binary)
+        head = (self.dense_head() if dense else self.sparse_head()).fit(binary)
         if len(cold) and content.blocks:
             self.cold_block_weights_, trials = select_block_weights(
                 head, binary, content, warm, fixed={"attributes": self.attribute_weight, **(self.block_weights or {})},
@@ -271,7 +318,10 @@ class HybridRecommender(RecommenderBase):
             if trials is not None:
                 self.block_weight_trials_ = trials
             head.fill_cold_columns(binary, content, warm, cold, self.cold_block_weights_)
-        self.item_weights_ = head.item_weights()
+        if dense:
+            self.item_weights_ = head.item_weights()
+        else:
+            self.cf_filter_ = head
 
     def _fit_gnn(self, graph: RecGraph, content: ItemContent, binary: sp.csr_matrix, checkpoint_dir,
                  fresh_checkpoint: bool = False) -> None:
@@ -309,13 +359,15 @@ class HybridRecommender(RecommenderBase):
     def _fused(self, history: torch.Tensor, user_embeddings: torch.Tensor) -> torch.Tensor:
         """Fused scores ``[b, n_items]`` from histories ``[b, n_items]`` and GNN user embeddings ``[b, dim]``."""
         scores = torch.zeros(len(history), len(self.item_ids_))
-        if self.item_weights_ is not None:
-            cf = _zscore(history @ self.item_weights_)
+        has_cf = self.item_weights_ is not None or getattr(self, "cf_filter_", None) is not None
+        if has_cf:
+            raw = history @ self.item_weights_ if self.item_weights_ is not None else self.cf_filter_.score(history)
+            cf = _zscore(raw)
             has_history = history.sum(dim=1, keepdim=True) > 0
             popularity = _zscore(self.item_popularity_.expand(len(history), -1))
             scores = torch.where(has_history, cf, self.popularity_weight * popularity)
         if self.item_embeddings_ is not None:
-            cold_weight = self.cold_gnn_weight if self.item_weights_ is not None else self.gnn_weight
+            cold_weight = self.cold_gnn_weight if has_cf else self.gnn_weight
             weight = torch.where(self.item_popularity_ > 0, self.gnn_weight, cold_weight)
             scores = scores + weight * _zscore(user_embeddings @ self.item_embeddings_.T)
         return scores
@@ -365,18 +417,25 @@ class HybridRecommender(RecommenderBase):
     similarity_is_vector_cosine = False
 
     def item_vectors(self) -> torch.Tensor:
-        """L2-normalised GNN item embeddings ``[n_items, dim]``: the candidates of an approximate
-        ``similar_items`` search (``export-similar --approx faiss``), which :meth:`item_similarity`
-        then re-ranks exactly.
+        """Candidate vectors ``[n_items, d]`` of an approximate ``similar_items`` search
+        (``export-similar --approx faiss``), which :meth:`item_similarity` then re-ranks exactly: the
+        L2-normalised GNN item embeddings, concatenated with the sparse head's low-rank item
+        coordinates (normalised) when it has them, each part scaled by ``1/sqrt(parts)`` so the inner
+        product is the mean of the parts' cosines.
 
         Raises:
-            HybridRecError: for a model fitted without the GNN (``use_gnn=False``).
+            HybridRecError: for a model with neither (``use_gnn=False`` with the dense EASE head).
         """
         self._check_fitted()
-        if self.item_embeddings_ is None:
-            raise HybridRecError("this HybridRecommender was fitted with use_gnn=False: it has no item vectors; "
-                                 "export its similar items exactly (without --approx)")
-        return torch.nn.functional.normalize(self.item_embeddings_, dim=1)
+        parts = []
+        if self.item_embeddings_ is not None:
+            parts.append(torch.nn.functional.normalize(self.item_embeddings_, dim=1))
+        if getattr(self, "cf_filter_", None) is not None:
+            parts.append(torch.nn.functional.normalize(self.cf_filter_.item_vectors(), dim=1))
+        if not parts:
+            raise HybridRecError("this HybridRecommender was fitted with use_gnn=False and the dense EASE head: it "
+                                 "has no item vectors; export its similar items exactly (without --approx)")
+        return torch.cat(parts, dim=1) / len(parts) ** 0.5
 
     def item_similarity(self, item_index: np.ndarray) -> torch.Tensor:
         index = torch.from_numpy(np.asarray(item_index))
@@ -387,6 +446,8 @@ class HybridRecommender(RecommenderBase):
         if self.item_weights_ is not None:
             cooccurrence = (self.item_weights_[index] + self.item_weights_[:, index].T) / 2
             similarity = similarity + _zscore(cooccurrence)
+        elif getattr(self, "cf_filter_", None) is not None:
+            similarity = similarity + _zscore(self.cf_filter_.item_similarity(np.asarray(item_index)))
         return similarity
 
     # -- persistence -----------------------------------------------------------------------------
@@ -394,20 +455,30 @@ class HybridRecommender(RecommenderBase):
               "item_degree_")
 
     def _state(self) -> dict[str, torch.Tensor]:
-        return {name: getattr(self, name) for name in self._STATE if getattr(self, name, None) is not None}
+        state = {name: getattr(self, name) for name in self._STATE if getattr(self, name, None) is not None}
+        if getattr(self, "cf_filter_", None) is not None:
+            state.update(self.cf_filter_.state())
+        return state
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         """Restore the saved tensors after checking that the parameters call for exactly these,
-        sized for the id tables, ``dim`` and ``num_layers``."""
+        sized for the id tables, ``dim``, ``num_layers`` and the CF head ``cf_head`` resolves to."""
         expected: dict[str, tuple] = {"item_popularity_": ("items",)}
-        if self.use_cf and len(self.item_ids_) <= self.max_ease_items:
+        head = self.resolved_cf_head() if self.use_cf else None
+        if head == DenseEASEHead.name:
             expected["item_weights_"] = ("items", "items")
+        elif head == GraphFilterHead.name:
+            expected.update(filter_indptr=(None,), filter_indices=(None,), filter_values=(None,),
+                            filter_left=("items", None), filter_right=(None, "items"), filter_singular_values=(None,))
         if self.use_gnn:
             expected.update(user_embeddings_=("users", self.dim), item_embeddings_=("items", self.dim),
                             item_layers_=(self.num_layers + 1, "items", self.dim), item_degree_=("items",))
-        self._check_state(state, expected)
+        self._check_state(state, expected, integer=("filter_indptr", "filter_indices"))
         for name in self._STATE:
             setattr(self, name, state.get(name))
+        self.cf_filter_ = None
+        if head == GraphFilterHead.name:
+            self.cf_filter_ = self.sparse_head().load_state(state, len(self.item_ids_))
 
 
 def hybrid_from_config(path: str | Path | None = None, **overrides) -> HybridRecommender:

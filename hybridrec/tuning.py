@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from evaluation.metrics import mean_recall_at_k
 from hybridrec.item_content import ItemContent
 from hybridrec.models.cf_head import DenseEASEHead
-from hybridrec.models.content_map import item_gram_eigen
+from hybridrec.models.graph_filter import GraphFilterHead
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,10 @@ EASE_L2_MAX_ITEMS = 5000
 BLOCK_WEIGHT_STEPS = (0.5, 0.25, 0.0)
 #: Cut-off of the validation recall both searches maximise.
 VALIDATION_K = 20
+#: Users scored per pseudo-cold fold at most (a seeded sample above it bounds the cost on large logs).
+VALIDATION_MAX_USERS = 10000
+#: Items hidden per pseudo-cold fold at most (bounds the fold's ``[users, hidden]`` score block).
+VALIDATION_MAX_HIDDEN = 5000
 
 
 def _recall_at(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
@@ -98,7 +102,7 @@ def select_ease_l2(head: DenseEASEHead, train: sp.csr_matrix,
     return best, results
 
 
-def select_block_weights(head: DenseEASEHead, binary: sp.csr_matrix, content: ItemContent, warm: np.ndarray, *,
+def select_block_weights(head: DenseEASEHead | GraphFilterHead, binary: sp.csr_matrix, content: ItemContent, warm: np.ndarray, *,
                          fixed: dict, tune: bool, hidden_share: float, folds: int,
                          seed: int) -> tuple[dict, dict[str, float] | None]:
     """Block weights for the cold-item content vector, chosen on a pseudo-cold validation.
@@ -109,13 +113,13 @@ def select_block_weights(head: DenseEASEHead, binary: sp.csr_matrix, content: It
     Coordinate search over ``{1, 0.5, 0.25, 0}`` per block not in ``fixed``.
 
     Args:
-        head: the fitted CF head's settings (its ``l2`` is used for the fold refits).
+        head: the CF head whose settings refit each fold (:meth:`~hybridrec.models.cf_head.DenseEASEHead.validation_fold`).
         binary: ``[n_users, n_items]`` binary training interactions.
         content: the item content blocks.
         warm: ``[n_warm]`` item indices with interactions.
         fixed: block name -> weight not searched.
         tune: search at all (False: every tunable block at 1).
-        hidden_share: share of warm items hidden per fold.
+        hidden_share: share of warm items hidden per fold (at most :data:`VALIDATION_MAX_HIDDEN` items).
         folds: how many disjoint hidden sets are scored and averaged.
         seed: seeds the hidden sets.
 
@@ -125,7 +129,7 @@ def select_block_weights(head: DenseEASEHead, binary: sp.csr_matrix, content: It
     """
     tunable = [name for name in content.blocks if name not in fixed]
     chosen = {**{name: 1.0 for name in tunable}, **fixed}
-    n_hidden = int(round(hidden_share * len(warm)))
+    n_hidden = min(int(round(hidden_share * len(warm))), VALIDATION_MAX_HIDDEN)
     # One tunable block is still weighed against the fixed ones (e.g. a poster block against
     # the attribute flags); alone, only its scale against the ridge strength would change.
     anchored = any(chosen[name] > 0 for name in content.blocks if name not in tunable)
@@ -143,16 +147,15 @@ def select_block_weights(head: DenseEASEHead, binary: sp.csr_matrix, content: It
         visible.eliminate_zeros()
         truth = sp.csr_matrix(binary[:, hidden])
         users = np.flatnonzero((np.diff(truth.indptr) > 0) & (np.diff(visible.indptr) > 0))
-        weights = head.fit_weights(visible)
-        fold_data.append((visible, weights, head.content_targets(visible, weights), kept, hidden,
-                          visible[users], truth[users].toarray() > 0, item_gram_eigen(visible)))
+        if len(users) > VALIDATION_MAX_USERS:
+            users = np.sort(np.random.default_rng(seed + fold).choice(users, VALIDATION_MAX_USERS, replace=False))
+        fold_data.append((head.validation_fold(visible), kept, hidden, visible[users], truth[users].toarray() > 0))
     k = min(VALIDATION_K, n_hidden)
 
     def recall(block_weights: dict) -> float:
         return float(np.mean([
-            _recall_at(np.asarray(history @ head.predict_cold_columns(visible, weights, targets, content, kept,
-                                                                       hidden, block_weights, eigen)), truth, k)
-            for visible, weights, targets, kept, hidden, history, truth, eigen in fold_data]))
+            _recall_at(head.hidden_scores(fold, history, content, kept, hidden, block_weights), truth, k)
+            for fold, kept, hidden, history, truth in fold_data]))
 
     best = recall(chosen)
     trials = {trial_key(chosen): best}

@@ -81,7 +81,7 @@ def test_content_map_targets_a_sharper_ease_and_touches_only_cold_columns(cold_s
     plain = fit(split, items, users, cache, content_target_l2_factor=1.0, **params)
     binary = sharp.user_items_.copy()
     binary.data[:] = 1.0
-    assert np.array_equal(plain.cf_head().content_targets(binary, plain.item_weights_.numpy()), plain.item_weights_.numpy())
+    assert np.array_equal(plain.dense_head().content_targets(binary, plain.item_weights_.numpy()), plain.item_weights_.numpy())
     cold = np.flatnonzero(np.asarray(binary.sum(axis=0)).ravel() == 0)
     warm = np.setdiff1d(np.arange(binary.shape[1]), cold)
     assert len(cold) > 100

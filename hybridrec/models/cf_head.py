@@ -1,13 +1,17 @@
 """The CF head of the hybrid model: an item–item matrix, with content-predicted cold columns.
 
-One small interface, so another implementation (a sparse one for large catalogs) can take its
-place in :class:`hybridrec.recommender.HybridRecommender`:
+One small interface, shared with the sparse head for large catalogs
+(:class:`hybridrec.models.graph_filter.GraphFilterHead`), so either takes its place in
+:class:`hybridrec.recommender.HybridRecommender`:
 
 * :meth:`DenseEASEHead.fit_weights` — item–item weights ``[n_items, n_items]`` of a user–item matrix;
 * :meth:`DenseEASEHead.score` — scores ``history @ B`` of a batch of histories;
 * :meth:`DenseEASEHead.item_weights` — the fitted weights as a tensor (saved with the model);
 * :meth:`DenseEASEHead.fill_cold_columns` — predicted columns for items without interactions, from
-  their content vectors (:mod:`hybridrec.models.content_map`).
+  their content vectors (:mod:`hybridrec.models.content_map`);
+* :meth:`DenseEASEHead.validation_fold` / :meth:`DenseEASEHead.hidden_scores` — a refit on a
+  pseudo-cold fold and the scores of its hidden items, which :func:`hybridrec.tuning.select_block_weights`
+  compares across content weightings.
 
 :meth:`DenseEASEHead.content_targets` and :meth:`DenseEASEHead.predict_cold_columns` are the pure parts
 of the last step, which the pseudo-cold validation (:mod:`hybridrec.tuning`) calls on folds.
@@ -22,11 +26,13 @@ from torch import Tensor
 
 from hybridrec.errors import HybridRecError
 from hybridrec.item_content import ItemContent
-from hybridrec.models.content_map import reconstruction_map, ridge_map
+from hybridrec.models.content_map import item_gram_eigen, reconstruction_map, ridge_map
 from hybridrec.models.ease import fit_ease
 
 
 class DenseEASEHead:
+    name = "dense_ease"
+
     """Dense EASE (closed form, :func:`~hybridrec.models.ease.fit_ease`) plus its cold-item maps.
 
     Args:
@@ -103,6 +109,20 @@ class DenseEASEHead:
         cold_scores = user_items @ blended
         scale = float(np.std(warm_scores)) / max(float(np.std(cold_scores)), 1e-12)
         return (blended * scale).astype(np.float32)
+
+    def validation_fold(self, visible: sp.csr_matrix) -> tuple:
+        """Everything a pseudo-cold fold reuses across weightings: the head refitted on ``visible``
+        ``[n_users, n_items]``, its content targets and the item Gram eigenbasis."""
+        weights = self.fit_weights(visible)
+        return visible, weights, self.content_targets(visible, weights), item_gram_eigen(visible)
+
+    def hidden_scores(self, fold: tuple, history: sp.csr_matrix, content: ItemContent, kept: np.ndarray,
+                      hidden: np.ndarray, block_weights: dict) -> np.ndarray:
+        """Scores ``[b, n_hidden]`` of histories ``[b, n_items]`` on the fold's ``hidden`` items, whose
+        columns are predicted from content weighted by ``block_weights``."""
+        visible, weights, targets, eigen = fold
+        return np.asarray(history @ self.predict_cold_columns(visible, weights, targets, content, kept, hidden,
+                                                              block_weights, eigen))
 
     def fill_cold_columns(self, user_items: sp.spmatrix, content: ItemContent, warm: np.ndarray,
                           cold: np.ndarray, block_weights: dict) -> None:

@@ -1,0 +1,269 @@
+"""The sparse CF head for large catalogs: a pruned linear graph filter plus an ideal low-pass filter.
+
+Shen et al., "How Powerful is Graph Convolution for Recommendation?" (GF-CF, CIKM 2021) score a
+user's history ``r`` ``[n_items]`` with two filters of the normalised interaction matrix
+``R̃ = D_u^-½ R D_i^-½`` ``[n_users, n_items]``:
+
+* the linear filter ``r P̃`` with ``P̃ = R̃ᵀR̃`` (normalised co-occurrence), kept here as a sparse
+  matrix with the ``neighbors`` strongest entries of each column (then symmetrised), so its memory
+  grows with the catalog times ``neighbors``, never with items²;
+* the ideal low-pass filter ``α r D_i^-½ V Vᵀ D_i^½`` with ``V`` ``[n_items, rank]`` the top right
+  singular vectors of ``R̃`` (a seeded randomized SVD, Halko et al. 2011).
+
+Both parts are one form, ``scores = r P̃ + (r L) Q`` with ``L = D_i^-½ V`` ``[n_items, rank]``
+and ``Q`` ``[rank, n_items]``: warm columns of ``Q`` are ``α Vᵀ D_i^½``; the columns of items
+without interactions are predicted from their content (:meth:`GraphFilterHead.fill_cold_columns`),
+so cold items take part in the same scores. Fitting costs a few sparse products and one
+randomized SVD: seconds on Gowalla (41k items), minutes at 10^6 items.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from hybridrec.errors import HybridRecError
+from hybridrec.item_content import ItemContent
+from hybridrec.models.content_map import ridge_map
+
+logger = logging.getLogger(__name__)
+
+#: Columns of the co-occurrence matrix computed per block while pruning it (bounds the memory of a step).
+GRAM_BLOCK_ITEMS = 4096
+#: Extra columns and power iterations of the randomized SVD.
+SVD_OVERSAMPLING, SVD_POWER_ITERATIONS = 16, 4
+
+
+def normalized_interactions(user_items: sp.spmatrix) -> tuple[sp.csr_matrix, np.ndarray]:
+    """``(R̃, item_degree)``: ``D_u^-½ R D_i^-½`` ``[n_users, n_items]`` float32 and the item degrees
+    ``[n_items]`` (zero for items without interactions)."""
+    matrix = sp.csr_matrix(user_items, dtype=np.float32)
+    matrix.data[:] = 1.0
+    user_degree = np.diff(matrix.indptr).astype(np.float64)
+    item_degree = np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.float64)
+    user_scale = 1.0 / np.sqrt(np.maximum(user_degree, 1.0))
+    item_scale = 1.0 / np.sqrt(np.maximum(item_degree, 1.0))
+    scaled = matrix.copy()
+    scaled.data *= np.repeat(user_scale, np.diff(matrix.indptr)).astype(np.float32)
+    scaled.data *= item_scale[matrix.indices].astype(np.float32)
+    return scaled, item_degree
+
+
+def pruned_cooccurrence(normalized: sp.csr_matrix, neighbors: int, progress: bool = False) -> sp.csr_matrix:
+    """``R̃ᵀR̃`` ``[n_items, n_items]`` keeping the ``neighbors`` largest entries of each column,
+    then symmetrised (an entry kept in either direction is kept in both).
+
+    Computed over blocks of :data:`GRAM_BLOCK_ITEMS` columns, so the unpruned co-occurrence of the
+    whole catalog never exists at once.
+    """
+    n_items = normalized.shape[1]
+    by_item = normalized.T.tocsr()             # [n_items, n_users]
+    by_user = normalized.tocsc()
+    rows, cols, values = [], [], []
+    starts = range(0, n_items, GRAM_BLOCK_ITEMS)
+    for start in tqdm(starts, desc="co-occurrence", unit="block", disable=not progress, leave=False):
+        stop = min(start + GRAM_BLOCK_ITEMS, n_items)
+        block = (by_item @ by_user[:, start:stop]).tocsc()     # [n_items, block]
+        counts = np.diff(block.indptr)
+        column = np.repeat(np.arange(stop - start), counts)
+        order = np.lexsort((-block.data, column))
+        rank = np.arange(len(order)) - np.repeat(block.indptr[:-1], counts)
+        keep = order[rank < neighbors]
+        rows.append(block.indices[keep])
+        cols.append(column[keep] + start)
+        values.append(block.data[keep])
+    rows, cols, values = np.concatenate(rows), np.concatenate(cols), np.concatenate(values)
+    pruned = sp.csr_matrix((values, (rows, cols)), shape=(n_items, n_items), dtype=np.float32)
+    return pruned.maximum(pruned.T).tocsr()
+
+
+def randomized_right_singular(matrix: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``rank`` singular values ``[rank]`` and right singular vectors ``[n_cols, rank]`` of a
+    sparse matrix (seeded randomized range finder with power iterations, Halko et al. 2011)."""
+    n_rows, n_cols = matrix.shape
+    width = min(rank + SVD_OVERSAMPLING, n_rows, n_cols)
+    generator = torch.Generator().manual_seed(seed)
+    a = _torch_csr(matrix)
+    a_t = _torch_csr(matrix.T.tocsr())
+    basis = torch.randn(n_cols, width, generator=generator, dtype=torch.float32)
+    basis = torch.linalg.qr(a @ basis).Q                                   # [n_rows, width]
+    for _ in range(SVD_POWER_ITERATIONS):
+        basis = torch.linalg.qr(a_t @ basis).Q                             # [n_cols, width]
+        basis = torch.linalg.qr(a @ basis).Q                               # [n_rows, width]
+    small = (a_t @ basis).T                                                # [width, n_cols]
+    _, values, right_t = torch.linalg.svd(small, full_matrices=False)
+    keep = min(rank, width)
+    return values[:keep].numpy(), right_t[:keep].T.contiguous().numpy()
+
+
+def _torch_csr(matrix: sp.csr_matrix) -> Tensor:
+    """``matrix`` as a torch sparse CSR tensor (torch's multi-threaded sparse x dense products)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+        return torch.sparse_csr_tensor(torch.from_numpy(matrix.indptr.astype(np.int64)),
+                                       torch.from_numpy(matrix.indices.astype(np.int64)),
+                                       torch.from_numpy(matrix.data.astype(np.float32)), size=matrix.shape)
+
+
+class GraphFilterHead:
+    """Pruned linear filter plus ideal low-pass filter (see the module docstring), with
+    content-predicted columns for cold items.
+
+    Args:
+        neighbors: entries kept per column of the co-occurrence matrix.
+        rank: singular vectors of the ideal low-pass filter.
+        alpha: weight of the low-pass filter against the linear one (GF-CF's 0.3).
+        content_l2: ridge strength of the content -> low-rank column map for cold items.
+        seed: seeds the randomized SVD.
+        progress: show a progress bar over co-occurrence blocks.
+
+    Attributes:
+        cooccurrence_ (sp.csr_matrix): ``P̃`` ``[n_items, n_items]``, pruned and symmetric.
+        left_ (np.ndarray): ``L = D_i^-½ V`` ``[n_items, rank]``.
+        right_ (np.ndarray): ``Q`` ``[rank, n_items]`` (cold columns zero until :meth:`fill_cold_columns`).
+        singular_values_ (np.ndarray): ``[rank]``.
+    """
+
+    name = "sparse_graph_filter"
+
+    def __init__(self, *, neighbors: int = 256, rank: int = 256, alpha: float = 0.3, content_l2: float = 10.0,
+                 seed: int = 0, progress: bool = False) -> None:
+        if neighbors < 1 or rank < 1:
+            raise HybridRecError(f"GraphFilterHead needs neighbors >= 1 and rank >= 1, got {neighbors}, {rank}")
+        self.neighbors, self.rank, self.alpha, self.content_l2 = neighbors, rank, alpha, content_l2
+        self.seed, self.progress = seed, progress
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def fit(self, user_items: sp.spmatrix) -> "GraphFilterHead":
+        """Fit on interactions ``[n_users, n_items]`` (binarised); return ``self``."""
+        normalized, item_degree = normalized_interactions(user_items)
+        self.cooccurrence_ = pruned_cooccurrence(normalized, self.neighbors, self.progress)
+        self.singular_values_, basis = randomized_right_singular(normalized, self.rank, self.seed)
+        root_degree = np.sqrt(np.maximum(item_degree, 1.0)).astype(np.float32)
+        warm = item_degree > 0
+        self.left_ = (basis / root_degree[:, None]).astype(np.float32)
+        self.right_ = (self.alpha * basis.T * (root_degree * warm)[None, :]).astype(np.float32)
+        self.item_degree_ = item_degree
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "cooccurrence_"):
+            raise HybridRecError("GraphFilterHead is not fitted: call fit() first")
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def score(self, history: Tensor | sp.spmatrix) -> Tensor:
+        """Scores ``[b, n_items]`` of binary histories ``[b, n_items]`` (a dense tensor or a sparse matrix)."""
+        self._check_fitted()
+        rows = sp.csr_matrix(history.numpy() if isinstance(history, Tensor) else history, dtype=np.float32)
+        linear = (rows @ self.cooccurrence_).toarray()
+        linear += np.asarray(rows @ self.left_) @ self.right_
+        return torch.from_numpy(linear)
+
+    def item_similarity(self, item_index: np.ndarray) -> Tensor:
+        """Symmetrised item–item weights ``[len(item_index), n_items]`` of the head: the row of
+        ``P̃`` plus the mean of the low-pass operator's row and column."""
+        self._check_fitted()
+        index = np.asarray(item_index)
+        rows = torch.from_numpy(self.cooccurrence_[index].toarray())
+        left, right = torch.from_numpy(self.left_), torch.from_numpy(self.right_)
+        low_pass = (left[index] @ right + (left @ right[:, index]).T) / 2
+        return rows + low_pass
+
+    def item_vectors(self) -> Tensor:
+        """``[n_items, rank]`` singular-vector coordinates scaled by the singular values (warm items
+        only; cold items take their predicted columns), for candidate search."""
+        self._check_fitted()
+        vectors = self.right_.T * np.sqrt(np.maximum(self.singular_values_, 0.0))[None, :]
+        return torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    # -- cold items ------------------------------------------------------------------------------
+    def column_coordinates(self) -> np.ndarray:
+        """``[rank, n_items]`` least-squares coordinates of each item's full column ``P̃ e_j + L Q e_j``
+        in the basis ``L``: the targets the content map learns for cold items."""
+        left = self.left_.astype(np.float64)
+        projected = (self.cooccurrence_.T @ left).T                    # Lᵀ P̃  [rank, n_items]
+        gram = left.T @ left
+        gram[np.diag_indices_from(gram)] += 1e-8 * max(float(np.trace(gram)) / len(gram), 1e-12)
+        return np.linalg.solve(gram, projected) + self.right_.astype(np.float64)
+
+    def predict_cold_columns(self, user_items: sp.spmatrix, content: ItemContent, warm: np.ndarray,
+                             cold: np.ndarray, block_weights: dict, targets: np.ndarray | None = None) -> np.ndarray:
+        """Predicted ``Q`` columns ``[rank, n_cold]`` for ``cold`` items from their content, scaled so
+        their scores match warm items' score spread.
+
+        Args:
+            user_items: ``[n_users, n_items]`` the head was fitted on.
+            content: item content blocks; ``block_weights`` scale them into one vector per item.
+            warm, cold: item indices with and without interactions.
+            targets: :meth:`column_coordinates` when already computed.
+        """
+        targets = self.column_coordinates() if targets is None else targets
+        features = content.matrix(block_weights)
+        mapping = ridge_map(features[warm], targets[:, warm].T, self.content_l2)        # [F, rank]
+        predicted = (features[cold] @ mapping).T.astype(np.float32)                     # [rank, n_cold]
+        # Match the spread of training users' scores on warm items (as the dense head does), so
+        # cold items compete fairly in a mixed ranking.
+        sample = np.random.default_rng(self.seed).choice(user_items.shape[0], min(2048, user_items.shape[0]),
+                                                         replace=False)
+        history = sp.csr_matrix(user_items[np.sort(sample)], dtype=np.float32)
+        projected = np.asarray(history @ self.left_)                                    # [s, rank]
+        warm_sample = warm[np.random.default_rng(self.seed + 1).choice(len(warm), min(4096, len(warm)), replace=False)]
+        warm_scores = (np.asarray((history @ self.cooccurrence_[:, warm_sample]).todense())
+                       + projected @ self.right_[:, warm_sample])
+        cold_scores = projected @ predicted
+        scale = float(np.std(warm_scores)) / max(float(np.std(cold_scores)), 1e-12)
+        return predicted * scale
+
+    def validation_fold(self, visible: sp.csr_matrix) -> tuple:
+        """A head with these settings refitted on ``visible`` ``[n_users, n_items]``, with its column
+        coordinates: what a pseudo-cold fold reuses across content weightings."""
+        head = GraphFilterHead(neighbors=self.neighbors, rank=self.rank, alpha=self.alpha,
+                               content_l2=self.content_l2, seed=self.seed).fit(visible)
+        return visible, head, head.column_coordinates()
+
+    def hidden_scores(self, fold: tuple, history: sp.csr_matrix, content: ItemContent, kept: np.ndarray,
+                      hidden: np.ndarray, block_weights: dict) -> np.ndarray:
+        """Scores ``[b, n_hidden]`` of histories ``[b, n_items]`` on the fold's ``hidden`` items, whose
+        columns are predicted from content weighted by ``block_weights``."""
+        visible, head, targets = fold
+        predicted = head.predict_cold_columns(visible, content, kept, hidden, block_weights, targets)
+        return np.asarray(sp.csr_matrix(history, dtype=np.float32) @ head.left_) @ predicted
+
+    def fill_cold_columns(self, user_items: sp.spmatrix, content: ItemContent, warm: np.ndarray,
+                          cold: np.ndarray, block_weights: dict) -> None:
+        """Write the content-predicted columns of ``cold`` items into ``right_``."""
+        self._check_fitted()
+        self.right_[:, cold] = self.predict_cold_columns(user_items, content, warm, cold, block_weights)
+
+    # -- persistence -----------------------------------------------------------------------------
+    def state(self) -> dict[str, Tensor]:
+        """Tensors that restore the fitted head with :meth:`from_state`."""
+        self._check_fitted()
+        matrix = self.cooccurrence_
+        return {"filter_indptr": torch.from_numpy(matrix.indptr.astype(np.int64)),
+                "filter_indices": torch.from_numpy(matrix.indices.astype(np.int64)),
+                "filter_values": torch.from_numpy(matrix.data.astype(np.float32)),
+                "filter_left": torch.from_numpy(self.left_), "filter_right": torch.from_numpy(self.right_),
+                "filter_singular_values": torch.from_numpy(np.asarray(self.singular_values_, dtype=np.float32))}
+
+    def load_state(self, state: dict[str, Tensor], n_items: int) -> "GraphFilterHead":
+        """Restore from :meth:`state`, checking that the shapes agree with ``n_items``."""
+        indptr, indices = state["filter_indptr"].numpy(), state["filter_indices"].numpy()
+        values = state["filter_values"].numpy()
+        if (indptr.shape != (n_items + 1,) or indices.shape != values.shape or int(indptr[-1]) != len(values)
+                or (len(indices) and (indices.min() < 0 or indices.max() >= n_items))
+                or np.any(np.diff(indptr) < 0)):
+            raise HybridRecError("the saved co-occurrence matrix of the graph-filter head is inconsistent")
+        self.cooccurrence_ = sp.csr_matrix((values, indices, indptr), shape=(n_items, n_items))
+        self.left_, self.right_ = state["filter_left"].numpy(), state["filter_right"].numpy()
+        self.singular_values_ = state["filter_singular_values"].numpy()
+        if self.left_.shape[0] != n_items or self.right_.shape != self.left_.shape[::-1]:
+            raise HybridRecError("the saved low-pass factors of the graph-filter head do not match the catalog")
+        return self

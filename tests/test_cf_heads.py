@@ -1,0 +1,203 @@
+"""The two CF heads: dense EASE (float32, in place) and the sparse graph-filter head for large
+catalogs, the size rule between them, and the sparse head's cold items, persistence and memory."""
+
+from __future__ import annotations
+
+import logging
+import tracemalloc
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from evaluation.metrics import mean_recall_at_k
+from evaluation.protocol import catalog_tables
+from evaluation.splitters import SplitConfig, make_split
+from hybridrec import HybridRecommender
+from hybridrec.errors import HybridRecError
+from hybridrec.models import ease
+from hybridrec.models.graph_filter import GraphFilterHead, pruned_cooccurrence, normalized_interactions
+
+
+@pytest.fixture(scope="module")
+def positives(movielens):
+    """MovieLens-100K positives (rating >= 4) as a seeded 80/20 split of binary matrices."""
+    frame = movielens.interactions.loc[movielens.interactions["rating"] >= 4]
+    users = frame["user_id"].astype("category").cat.codes.to_numpy()
+    items = frame["item_id"].astype("category").cat.codes.to_numpy()
+    test = np.random.default_rng(0).random(len(frame)) < 0.2
+    shape = (users.max() + 1, items.max() + 1)
+
+    def matrix(rows):
+        return sp.csr_matrix((np.ones(rows.sum(), np.float32), (users[rows], items[rows])), shape=shape)
+
+    return matrix(~test), matrix(test)
+
+
+def test_recall(scores: np.ndarray, train: sp.csr_matrix, test: sp.csr_matrix) -> float:
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    scores = np.array(scores[users], dtype=np.float32)
+    scores[train[users].toarray() > 0] = -np.inf
+    return mean_recall_at_k(scores, test[users].toarray() > 0, 20, denominator="relevant")
+
+
+test_recall.__test__ = False  # a helper, not a test
+
+
+def _reference_ease(matrix: sp.csr_matrix, l2: float) -> np.ndarray:
+    """The textbook float64 EASE with the same degree scaling as :func:`ease.fit_ease`."""
+    dense = matrix.toarray().astype(np.float64)
+    item_count, user_count = dense.sum(0) + 1.0, np.maximum(dense.sum(1), 1.0)
+    scaled = dense / user_count[:, None] ** 0.25 / item_count[None, :] ** 0.25
+    gram = scaled.T @ scaled
+    gram[np.diag_indices_from(gram)] += l2 * gram.diagonal().mean() / (dense * dense).sum(0).mean()
+    precision = np.linalg.inv(gram)
+    weights = -precision / np.diag(precision)[None, :]
+    np.fill_diagonal(weights, 0.0)
+    return weights
+
+
+def test_float32_in_place_ease_matches_float64_and_keeps_one_buffer(positives, monkeypatch):
+    train, _ = positives
+    reference = _reference_ease(train, 250.0)
+    monkeypatch.setattr(ease, "BLOCK_ITEMS", 100)  # several blocks of the Gram and mirror steps
+    tracemalloc.start()
+    weights = ease.fit_ease(train, 250.0)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert weights.dtype == np.float32
+    assert np.abs(weights - reference).max() < 1e-4 * np.abs(reference).max()
+    assert np.allclose(np.diag(weights), 0.0)
+    # One float32 items x items buffer plus per-block temporaries (the float64 inverse it replaces
+    # held about four float64 ones: 8x this buffer).
+    assert peak < 1.8 * weights.nbytes
+
+
+def test_ease_refuses_a_singular_gram():
+    matrix = sp.csr_matrix(np.array([[1, 1], [1, 1]], dtype=np.float32))
+    with pytest.raises(HybridRecError, match="positive definite"):
+        ease.fit_ease(matrix, l2=-10.0, item_power=0.0, user_power=0.0)
+
+
+def test_pruned_cooccurrence_keeps_the_strongest_entries_and_is_symmetric(positives, monkeypatch):
+    train, _ = positives
+    normalized, _ = normalized_interactions(train)
+    full = (normalized.T @ normalized).toarray()
+    monkeypatch.setattr("hybridrec.models.graph_filter.GRAM_BLOCK_ITEMS", 300)  # several blocks
+    pruned = pruned_cooccurrence(normalized, neighbors=20)
+    assert (pruned != pruned.T).nnz == 0
+    dense = pruned.toarray()
+    for column in (0, 17, 500):
+        strongest = np.sort(full[:, column])[-20:]
+        assert np.allclose(np.sort(dense[:, column])[-20:][strongest > 0], strongest[strongest > 0], rtol=1e-5)
+    assert np.all(dense[dense > 0] == full[dense > 0])
+    assert pruned.nnz <= 2 * 20 * train.shape[1]
+
+
+def test_sparse_head_is_close_to_dense_ease_in_far_less_memory(positives):
+    train, test = positives
+    dense_weights = ease.fit_ease(train, 250.0)
+    dense_recall = test_recall(np.asarray(train @ dense_weights), train, test)
+    head = GraphFilterHead(neighbors=64, rank=64).fit(train)
+    sparse_recall = test_recall(head.score(train).numpy(), train, test)
+    popularity = np.asarray(train.sum(axis=0)).repeat(train.shape[0], axis=0)
+    assert sparse_recall > 0.9 * dense_recall, (sparse_recall, dense_recall)
+    assert sparse_recall > 1.5 * test_recall(popularity, train, test)
+    sparse_bytes = sum(t.numel() * t.element_size() for t in head.state().values())
+    assert sparse_bytes < dense_weights.nbytes / 3, (sparse_bytes, dense_weights.nbytes)
+
+
+def test_sparse_head_is_seeded():
+    matrix = sp.random(300, 200, density=0.05, random_state=0, format="csr")
+    first, second = GraphFilterHead(rank=16, seed=3).fit(matrix), GraphFilterHead(rank=16, seed=3).fit(matrix)
+    assert np.array_equal(first.left_, second.left_) and np.array_equal(first.right_, second.right_)
+
+
+@pytest.mark.parametrize(("cf_head", "max_ease_items", "expected"), [
+    ("auto", 20000, "dense_ease"), ("auto", 1000, "sparse_graph_filter"),
+    ("dense", 1000, "dense_ease"), ("sparse", 20000, "sparse_graph_filter")])
+def test_size_rule_chooses_the_head_and_says_so(cf_head, max_ease_items, expected):
+    model = HybridRecommender(cf_head=cf_head, max_ease_items=max_ease_items)
+    assert model.resolved_cf_head(n_items=1682) == expected
+
+
+def test_unknown_cf_head_is_refused(movielens):
+    with pytest.raises(HybridRecError, match="cf_head"):
+        HybridRecommender(cf_head="ALS", use_gnn=False).fit(movielens.interactions.head(500))
+
+
+@pytest.fixture(scope="module")
+def cold_split(movielens):
+    split = make_split(movielens.interactions, SplitConfig(kind="cold-item", cold_share=0.2, test_ratio=0.0, seed=0,
+                                                           min_rating=4.0, min_positives=5))
+    items, users = catalog_tables(split, movielens.items, movielens.users)
+    return split, items, users
+
+
+class _Records(logging.Handler):
+    """Collects the estimator's log records (module-scoped fixtures cannot use ``caplog``)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def sparse_fitted(cold_split, tmp_path_factory):
+    split, items, users = cold_split
+    model = HybridRecommender(use_gnn=False, cf_head="auto", max_ease_items=500, filter_neighbors=64,
+                              filter_rank=64, progress=False, device="cpu",
+                              feature_cache_dir=str(tmp_path_factory.mktemp("features")))
+    logger, handler = logging.getLogger("hybridrec.recommender"), _Records()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        model.fit(split.train, items=items, users=users, item_text_cols=["title"], item_attr_cols=["genres"])
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return model, handler.records
+
+
+def test_the_chosen_head_is_logged_and_in_the_fit_summary(sparse_fitted):
+    model, records = sparse_fitted
+    assert model.fit_summary_["cf_head"] == "sparse_graph_filter"
+    assert model.fit_summary_["peak_rss_mb"] > 0
+    assert any("CF head: sparse_graph_filter" in record.getMessage() for record in records)
+    assert model.item_weights_ is None and model.cf_filter_ is not None
+
+
+def test_sparse_head_serves_cold_items_from_content(sparse_fitted, cold_split):
+    model, _ = sparse_fitted
+    split, _, _ = cold_split
+    cold = np.setdiff1d(split.test["item_id"].unique(), split.train["item_id"].unique())
+    users = split.test["user_id"].unique()[:300]
+    ranked = model.recommend(users, k=20, candidates=cold)
+    truth = split.test.loc[split.test["user_id"].isin(users)]
+    hits = ranked.merge(truth[["user_id", "item_id"]].drop_duplicates(), on=["user_id", "item_id"])
+    recall = (hits.groupby("user_id").size() / truth.groupby("user_id")["item_id"].nunique()).reindex(users).fillna(0)
+    # Random ranking of the cold items would give about 20 / len(cold).
+    assert recall.mean() > 3 * 20 / len(cold), recall.mean()
+    assert np.abs(model.cf_filter_.right_[:, model.item_ids_.to_index(cold)]).sum() > 0
+
+
+def test_sparse_head_model_round_trips(sparse_fitted, tmp_path):
+    model, _ = sparse_fitted
+    users = model.user_ids_.ids[:20]
+    loaded = HybridRecommender.load(model.save(tmp_path / "model"))
+    assert loaded.resolved_cf_head() == "sparse_graph_filter"
+    assert model.recommend(users, k=10).equals(loaded.recommend(users, k=10))
+    items = model.item_ids_.ids[:10]
+    assert model.similar_items(items, k=5).equals(loaded.similar_items(items, k=5))
+
+
+def test_sparse_head_gives_item_vectors_for_approximate_search(sparse_fitted):
+    model, _ = sparse_fitted
+    vectors = model.item_vectors()
+    assert vectors.shape == (len(model.item_ids_), 64)
+    assert torch.allclose(vectors.norm(dim=1)[model.item_popularity_ > 0], torch.tensor(1.0), atol=1e-4)
