@@ -1,6 +1,12 @@
 """Approximate nearest items with faiss (optional extra ``hybridrec[ann]``): HNSW or IVF-Flat on
 inner product (cosine = inner product of L2-normalised vectors), and its recall against exact.
 
+Two-stage search for a model whose similarity is its own (not the vectors' cosine): faiss
+proposes ``RERANK_CANDIDATES_PER_RESULT x k`` candidates per query from the model's vectors, the
+model may add its own (:func:`merged_candidate_blocks`), and :func:`reranked_top_k_blocks` keeps the
+``k`` best by the model's exact similarity: gathered from full rows ``[b, n_items]``, or, where the
+model scores pairs, computed on the ``[b, c]`` candidates alone (never a full catalog row).
+
 Everything here raises a clear :class:`HybridRecError` when faiss is not installed; nothing else
 in hybridrec imports faiss.
 """
@@ -183,45 +189,164 @@ def measure_recall(index: FaissIndex, embeddings: torch.Tensor | np.ndarray, que
 
 #: Candidates the approximate stage hands to the exact re-rank, per result kept.
 RERANK_CANDIDATES_PER_RESULT = 10
+#: Most (query, candidate) pairs per call of a model's ``item_similarity_pairs``: bounds the
+#: re-rank's working memory whatever the faiss batch size.
+RERANK_PAIRS_PER_CALL = 1 << 20
+
+
+def _proposed_candidates(propose_candidates, query_index: np.ndarray, n_items: int) -> np.ndarray:
+    """``propose_candidates(query_index)`` checked: int64 ``[b, m]``, every value in ``-1..n_items-1``."""
+    proposed = propose_candidates(query_index)
+    proposed = proposed.detach().cpu().numpy() if isinstance(proposed, torch.Tensor) else np.asarray(proposed)
+    if proposed.ndim != 2 or proposed.shape[0] != len(query_index):
+        raise HybridRecError(f"similar_item_candidates returned shape {proposed.shape}, "
+                             f"expected ({len(query_index)}, m)")
+    if proposed.size and not np.issubdtype(proposed.dtype, np.integer):
+        raise HybridRecError(f"similar_item_candidates returned {proposed.dtype} values, expected int64 item indices")
+    proposed = proposed.astype(np.int64, copy=False)
+    if proposed.size and (proposed.min() < -1 or proposed.max() >= n_items):
+        raise HybridRecError(f"similar_item_candidates returned item indices outside -1..{n_items - 1}")
+    return proposed
+
+
+def distinct_candidates(candidates: np.ndarray, query_index: np.ndarray, *, allowed: np.ndarray | None = None,
+                        exclude_self: bool = True) -> np.ndarray:
+    """Each row's distinct candidates in ascending item order, ``-1`` padded.
+
+    Args:
+        candidates: ``[b, w]`` int64 item indices, ``-1`` = none (repeats allowed).
+        query_index: ``[b]`` the query of each row.
+        allowed: ``[n_items]`` bool, the only items that may stay; ``None`` = all.
+        exclude_self: drop a row's own query item.
+
+    Returns:
+        ``[b, c]`` int64, ``c`` the most distinct candidates any row keeps.
+    """
+    dropped = candidates < 0
+    if exclude_self:
+        dropped |= candidates == np.asarray(query_index, dtype=np.int64)[:, None]
+    if allowed is not None:
+        dropped |= ~allowed[np.maximum(candidates, 0)]
+    missing = np.iinfo(np.int64).max  # sorts after every item index
+    ordered = np.sort(np.where(dropped, missing, candidates), axis=1)
+    repeated = np.zeros(ordered.shape, dtype=bool)
+    repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    ordered = np.sort(np.where(repeated, missing, ordered), axis=1)
+    width = int((ordered != missing).sum(axis=1).max(initial=0))
+    ordered = ordered[:, :width]
+    ordered[ordered == missing] = -1
+    return ordered
+
+
+def merged_candidate_blocks(candidate_blocks: Iterator[TopKBlock], propose_candidates, n_items: int, *,
+                            candidate_index: np.ndarray | None = None,
+                            exclude_self: bool = True) -> Iterator[TopKBlock]:
+    """Add a model's own candidates to each query's approximate ones (deduplicated per query).
+
+    Args:
+        candidate_blocks: :class:`TopKBlock` s of approximate candidates (``-1`` = none).
+        propose_candidates: ``query_index [b] -> item_index [b, m]`` int64, ``-1`` padded (a model's
+            ``similar_item_candidates``), called once per block.
+        n_items: catalog size.
+        candidate_index: sorted item indices of the only items that may be results; ``None`` = all.
+        exclude_self: drop the query item itself.
+
+    Yields:
+        :class:`TopKBlock` s whose ``result_index`` ``[b, c]`` holds each query's distinct candidates
+        from both sources in ascending item order (``-1`` padded); ``scores`` are NaN (not scored yet).
+    """
+    allowed = None
+    if candidate_index is not None:
+        allowed = np.zeros(n_items, dtype=bool)
+        allowed[np.asarray(candidate_index, dtype=np.int64)] = True
+    for block in candidate_blocks:
+        proposed = _proposed_candidates(propose_candidates, block.query_index, n_items)
+        merged = distinct_candidates(np.concatenate([block.result_index, proposed], axis=1), block.query_index,
+                                     allowed=allowed, exclude_self=exclude_self)
+        yield TopKBlock(query_index=block.query_index, result_index=merged,
+                        scores=np.full(merged.shape, np.nan, dtype=np.float32))
+
+
+def _pair_scores(score_pairs, query_index: np.ndarray, columns: np.ndarray) -> torch.Tensor:
+    """``score_pairs(query_index, columns)`` ``[b, c]`` float32 on the CPU, in calls of at most
+    :data:`RERANK_PAIRS_PER_CALL` pairs."""
+    rows_per_call = max(1, RERANK_PAIRS_PER_CALL // max(columns.shape[1], 1))
+    pieces = []
+    for start in range(0, len(query_index), rows_per_call):
+        part = columns[start:start + rows_per_call]
+        scores = torch.as_tensor(score_pairs(query_index[start:start + rows_per_call], part)).detach()
+        if tuple(scores.shape) != part.shape:
+            raise HybridRecError(f"item_similarity_pairs returned shape {tuple(scores.shape)}, expected {part.shape}")
+        pieces.append(scores.to("cpu", torch.float32))
+    if not pieces:
+        return torch.zeros(columns.shape, dtype=torch.float32)
+    return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
 
 def reranked_top_k_blocks(candidate_blocks: Iterator[TopKBlock], score_block, k: int, *,
-                          min_score: float | None = None) -> Iterator[TopKBlock]:
+                          min_score: float | None = None, score_pairs=None) -> Iterator[TopKBlock]:
     """Second stage of a two-stage search: re-rank each query's approximate candidates by exact scores.
 
     Args:
         candidate_blocks: :class:`TopKBlock` s of candidates (``-1`` = none), e.g. from
             :func:`approximate_top_k_blocks` with more than ``k`` results per query.
-        score_block: ``item_index [b] -> scores [b, n_items]``, the model's exact similarity.
+        score_block: ``item_index [b] -> scores [b, n_items]``, the model's exact similarity; the
+            candidates' scores are gathered from those full rows unless ``score_pairs`` is given.
         k: results kept per query.
         min_score: drop results whose exact score is below it.
+        score_pairs: ``(query_index [b], columns [b, c] int64, -1 = none) -> scores [b, c]``, the same
+            similarity on the candidate pairs only (a model's ``item_similarity_pairs``); then
+            ``score_block`` is never called.
 
     Yields:
-        :class:`TopKBlock` s of the ``k`` best candidates by exact score (ties to the lower column).
+        :class:`TopKBlock` s of the ``k`` best candidates by exact score (ties to the earlier
+        candidate in the block's order).
     """
     for block in candidate_blocks:
-        scores = torch.as_tensor(score_block(block.query_index), dtype=torch.float32).cpu()
         columns = torch.from_numpy(block.result_index)
-        exact = torch.gather(scores, 1, columns.clamp(min=0))
-        exact[columns < 0] = -torch.inf
+        if block.result_index.shape[1] == 0:
+            yield TopKBlock(query_index=block.query_index, result_index=block.result_index,
+                            scores=np.zeros(block.result_index.shape, dtype=np.float32))
+            continue
+        if score_pairs is not None:
+            exact = _pair_scores(score_pairs, block.query_index, block.result_index)
+        else:
+            scores = torch.as_tensor(score_block(block.query_index), dtype=torch.float32).cpu()
+            exact = torch.gather(scores, 1, columns.clamp(min=0))
+        exact = exact.masked_fill(columns < 0, -torch.inf)
         if min_score is not None:
-            exact[exact < min_score] = -torch.inf
+            exact = exact.masked_fill(exact < min_score, -torch.inf)
         values, order = select_top_k(exact, min(k, exact.shape[1]))
         chosen = np.where(order >= 0, np.take_along_axis(block.result_index, np.maximum(order, 0), axis=1), -1)
         yield TopKBlock(query_index=block.query_index, result_index=chosen, scores=values)
 
 
+def two_stage_top_k_blocks(candidate_blocks: Iterator[TopKBlock], score_block, k: int, n_items: int, *,
+                           score_pairs=None, propose_candidates=None, candidate_index: np.ndarray | None = None,
+                           exclude_self: bool = True, min_score: float | None = None) -> Iterator[TopKBlock]:
+    """Approximate candidates (plus ``propose_candidates``' own, through
+    :func:`merged_candidate_blocks`) re-ranked by :func:`reranked_top_k_blocks`: the one two-stage
+    path, shared by the export and :func:`measure_reranked_recall`."""
+    if propose_candidates is not None:
+        candidate_blocks = merged_candidate_blocks(candidate_blocks, propose_candidates, n_items,
+                                                   candidate_index=candidate_index, exclude_self=exclude_self)
+    return reranked_top_k_blocks(candidate_blocks, score_block, k, min_score=min_score, score_pairs=score_pairs)
+
+
 def measure_reranked_recall(index: FaissIndex, score_block, n_items: int, query_index: np.ndarray, k: int, *,
                             candidate_index: np.ndarray | None = None, exclude_self: bool = True,
-                            sample_size: int = 1000, seed: int = 0,
-                            device: str | torch.device | None = "auto") -> float:
-    """Recall@``k`` of the two-stage search (:func:`reranked_top_k_blocks` over ``index``'s
-    candidates) against exact search by ``score_block`` on a seeded sample of ``query_index``."""
+                            sample_size: int = 1000, seed: int = 0, device: str | torch.device | None = "auto",
+                            score_pairs=None, propose_candidates=None) -> float:
+    """Recall@``k`` of the two-stage search (:func:`two_stage_top_k_blocks` over ``index``'s
+    candidates, with the same ``score_pairs`` and ``propose_candidates`` as the export) against
+    exact full-row search by ``score_block`` on a seeded sample of ``query_index``."""
     query_index = np.asarray(query_index, dtype=np.int64)
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(query_index, size=min(sample_size, len(query_index)), replace=False))
     scorer = FunctionScorer(score_block, n_items, columns=candidate_index, device=device)
     exact = np.concatenate([block.result_index for block in iter_top_k(scorer, sample, k, exclude_self=exclude_self)])
     scores, items = index.search(sample, k * RERANK_CANDIDATES_PER_RESULT, exclude_self=exclude_self)
-    reranked = next(reranked_top_k_blocks(iter([TopKBlock(sample, items, scores)]), score_block, k))
+    reranked = next(two_stage_top_k_blocks(iter([TopKBlock(sample, items, scores)]), score_block, k, n_items,
+                                           score_pairs=score_pairs, propose_candidates=propose_candidates,
+                                           candidate_index=candidate_index, exclude_self=exclude_self))
     return recall_at_k(reranked.result_index, exact)

@@ -3,7 +3,8 @@
 ``fit(interactions, items=None, users=None) -> self``, ``recommend(user_ids, k, filter_seen,
 candidates)``, ``similar_items(item_ids, k)``, ``save(path)`` / ``load(path)``, and scikit-learn's
 ``get_params`` / ``set_params`` (so ``sklearn.base.clone`` works; values are checked in ``fit``).
-Two capabilities are optional: ``item_vectors()`` and ``recommend_for_history(item_ids, k)``;
+Four capabilities are optional: ``item_vectors()``, ``recommend_for_history(item_ids, k)``,
+``item_similarity_pairs(item_index, columns)`` and ``similar_item_candidates(item_index)``;
 a model without them raises :class:`MissingCapabilityError` (a :class:`HybridRecError`) when asked,
 and ``hasattr`` says whether it has them. Subclasses only
 implement the tensor parts: :meth:`_fit`, :meth:`score_users` and (optionally)
@@ -45,7 +46,8 @@ MODEL_FOLDER = OutputKind("model", marker=CONFIG_FILE, key="class")
 
 class MissingCapabilityError(HybridRecError, AttributeError):
     """A model lacks an optional capability (:attr:`RecommenderBase.item_vectors`,
-    :attr:`RecommenderBase.recommend_for_history`). Also an ``AttributeError``, so that
+    :attr:`RecommenderBase.recommend_for_history`, :attr:`RecommenderBase.item_similarity_pairs`,
+    :attr:`RecommenderBase.similar_item_candidates`). Also an ``AttributeError``, so that
     ``hasattr(model, name)`` tells whether the model has it."""
 
 
@@ -198,6 +200,38 @@ class RecommenderBase:
         """
         raise MissingCapabilityError(f"{type(self).__name__} has no item vectors: its similar items come from "
                                      "item_similarity()")
+
+    @property
+    def item_similarity_pairs(self) -> Callable[[np.ndarray, np.ndarray], torch.Tensor]:
+        """``item_similarity_pairs(query_index, columns)``: :meth:`item_similarity` at chosen pairs only.
+
+        ``query_index`` ``[b]`` int64 item indices, ``columns`` ``[b, c]`` int64 item indices
+        (``-1`` = no candidate) -> ``[b, c]`` float scores, equal within float tolerance to
+        ``item_similarity(query_index).gather(1, columns)`` (entries where ``columns`` is ``-1``
+        are ignored). The two-stage approximate export (``export-similar --approx faiss``) re-ranks
+        its candidates with it, so it never computes a full ``[b, n_items]`` row.
+
+        An optional capability, declared like :attr:`item_vectors`: a model that has it defines the
+        method; here it raises :class:`MissingCapabilityError`.
+        """
+        raise MissingCapabilityError(f"{type(self).__name__} has no item_similarity_pairs: approximate exports "
+                                     "re-rank candidates from full item_similarity() rows")
+
+    @property
+    def similar_item_candidates(self) -> Callable[[np.ndarray], np.ndarray]:
+        """``similar_item_candidates(query_index)``: the model's own likely neighbours of each query.
+
+        ``query_index`` ``[b]`` int64 item indices -> ``[b, m]`` int64 item indices, ``-1`` padded
+        (any order; repeats, the query itself and items outside the export's candidates are
+        dropped by the caller). The two-stage approximate export adds them to faiss's candidates
+        from :attr:`item_vectors` before re-ranking by :meth:`item_similarity`, for neighbours the
+        vectors place badly (e.g. strong co-occurrence).
+
+        An optional capability, declared like :attr:`item_vectors`: a model that has it defines the
+        method; here it raises :class:`MissingCapabilityError`.
+        """
+        raise MissingCapabilityError(f"{type(self).__name__} has no similar_item_candidates: approximate exports "
+                                     "take their candidates from item_vectors() alone")
 
     # -- public API ------------------------------------------------------------------------
     def rank_users(self, user_index: np.ndarray, k: int, *, filter_seen: bool = True,

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hybridrec.ann_index import (RERANK_CANDIDATES_PER_RESULT, approximate_top_k_blocks, measure_recall,
-                                 measure_reranked_recall, reranked_top_k_blocks)
+                                 measure_reranked_recall, two_stage_top_k_blocks)
 from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
 from hybridrec.recommender_base import RecommenderBase
@@ -43,6 +43,7 @@ def _unique_ids(ids: Iterable, what: str) -> np.ndarray:
 
 def export_similar_items(out: str | Path, item_ids: IdMap, *, embeddings: torch.Tensor | np.ndarray | None = None,
                          score_block=None, candidate_vectors: torch.Tensor | np.ndarray | None = None,
+                         score_pairs=None, propose_candidates=None,
                          k: int = 50, metric: str = "cosine", query_ids: Iterable | None = None,
                          candidate_ids: Iterable | None = None, include_self: bool = False,
                          min_score: float | None = None, shard: ShardSpec | str | None = None,
@@ -60,6 +61,13 @@ def export_similar_items(out: str | Path, item_ids: IdMap, *, embeddings: torch.
         candidate_vectors: with ``score_block`` and ``approx``: ``[n_items, dim]`` vectors whose
             ``metric`` neighbours are the candidates (``RERANK_CANDIDATES_PER_RESULT x k`` per
             query) that ``score_block`` re-ranks exactly (a two-stage search).
+        score_pairs: with ``candidate_vectors``: ``(item_index [b], columns [b, c] int64, -1 = none)
+            -> scores [b, c]``, ``score_block``'s scores at those columns only (a model's
+            ``item_similarity_pairs``); the re-rank then never computes a full row, and
+            ``score_block`` only scores the ``recall_sample`` queries of the recall check.
+        propose_candidates: with ``candidate_vectors``: ``item_index [b] -> item_index [b, m]``
+            int64, ``-1`` padded (a model's ``similar_item_candidates``), candidates added to faiss's
+            before the re-rank (deduplicated; ``candidate_ids`` and ``include_self`` apply).
         query_ids: items to find neighbours for (default all, in index order).
         candidate_ids: the only items that may be neighbours (e.g. in stock).
         include_self: allow an item to be its own neighbour (excluded by default).
@@ -83,6 +91,9 @@ def export_similar_items(out: str | Path, item_ids: IdMap, *, embeddings: torch.
         raise HybridRecError(f"metric must be one of {METRICS}, got {metric!r}")
     if embeddings is not None and len(embeddings) != len(item_ids):
         raise HybridRecError(f"{len(embeddings)} item vectors but {len(item_ids)} item ids")
+    if (score_pairs is not None or propose_candidates is not None) and (candidate_vectors is None or approx is None):
+        raise HybridRecError("score_pairs and propose_candidates apply only to the two-stage search "
+                             "(score_block and candidate_vectors with approx)")
     shard = as_shard_spec(shard)
     queries = item_ids.ids if query_ids is None else _unique_ids(query_ids, "query item")
     query_index = item_ids.to_index(queries)
@@ -118,8 +129,15 @@ def export_similar_items(out: str | Path, item_ids: IdMap, *, embeddings: torch.
                                                          k * RERANK_CANDIDATES_PER_RESULT, metric="cosine",
                                                          candidate_index=candidate_index,
                                                          exclude_self=not include_self, config=ann_config)
-            blocks = reranked_top_k_blocks(candidates, score_block, k, min_score=min_score)
-            settings["method"] = method = f"{method}+rerank"
+            blocks = two_stage_top_k_blocks(candidates, score_block, k, len(item_ids), score_pairs=score_pairs,
+                                            propose_candidates=propose_candidates, candidate_index=candidate_index,
+                                            exclude_self=not include_self, min_score=min_score)
+            model_candidates = "+model-candidates" if propose_candidates is not None else ""
+            settings["method"] = method = f"{method}{model_candidates}+rerank"
+            metadata["stats"]["rerank_scores"] = "pairs" if score_pairs is not None else "full rows"
+            logger.info("two-stage search: faiss%s candidates re-ranked by the model's similarity on %s",
+                        " and the model's own" if propose_candidates is not None else "",
+                        "candidate pairs" if score_pairs is not None else "full rows")
         if recall_sample > 0 and len(shard_queries):
             if embeddings is not None:
                 recall = measure_recall(index, embeddings, shard_queries, k, metric=metric,
@@ -128,7 +146,8 @@ def export_similar_items(out: str | Path, item_ids: IdMap, *, embeddings: torch.
             else:
                 recall = measure_reranked_recall(index, score_block, len(item_ids), shard_queries, k,
                                                  candidate_index=candidate_index, exclude_self=not include_self,
-                                                 sample_size=recall_sample, device=device)
+                                                 sample_size=recall_sample, device=device, score_pairs=score_pairs,
+                                                 propose_candidates=propose_candidates)
             metadata["stats"]["recall_at_k"] = recall
             logger.info("faiss recall@%d against exact on %d sampled queries: %.4f", k,
                         min(recall_sample, len(shard_queries)), recall)
@@ -166,7 +185,11 @@ def export_model_similar_items(model, out: str | Path, *, metric: str | None = N
     (:attr:`~hybridrec.recommender_base.RecommenderBase.similarity_is_vector_cosine`) is scored by
     ``metric`` (default cosine) over them. Otherwise its own ``item_similarity(item_index)`` scores,
     block by block (``metric`` does not apply); with ``approx``, its ``item_vectors()`` give the
-    candidates that similarity re-ranks (a two-stage search).
+    candidates that similarity re-ranks (a two-stage search). There the model's optional
+    ``similar_item_candidates(item_index)`` (``[b] -> [b, m]``) adds its own candidates, and its
+    optional ``item_similarity_pairs(item_index, columns)`` (``[b], [b, c] -> [b, c]``) scores just
+    the candidates, so no full catalog row is computed but for the recall sample (see
+    :class:`~hybridrec.recommender_base.RecommenderBase`).
     """
     if not hasattr(model, "item_ids_"):
         raise HybridRecError(f"{type(model).__name__} is not fitted")
@@ -185,6 +208,11 @@ def export_model_similar_items(model, out: str | Path, *, metric: str | None = N
     if options.get("approx") is not None and callable(item_vectors):
         # Two stages: approximate neighbours of the item vectors, re-ranked by the model's own similarity.
         options["candidate_vectors"] = item_vectors()
+        for option, capability in (("score_pairs", "item_similarity_pairs"),
+                                   ("propose_candidates", "similar_item_candidates")):
+            provided = getattr(model, capability, None)
+            if callable(provided) and options.get(option) is None:
+                options[option] = provided
     return export_similar_items(out, model.item_ids_, score_block=model.item_similarity, **options)
 
 
