@@ -1,9 +1,11 @@
 """Generic event logs (CSV/TSV, Parquet, JSON Lines) plus optional item and user tables -> RecDataset.
 
 A :class:`ColumnMapping` names the log's columns. Weights come from a weight column, or from the
-event type through ``event_weights``, or are 1. Every dropped row is a counted skip in the
-dataset's report (an error with ``strict=True``): unparsable values, unknown event types, items
-missing from the catalog, duplicate events.
+event type through ``event_weights``, or are 1. A log that carries its own train/test assignment
+keeps it: a column named ``split`` (values ``train`` / ``test``) stays in the interactions, for
+``SplitConfig(kind="given")``. Every dropped row is a counted skip in the dataset's report (an error
+with ``strict=True``): unparsable values, unknown event types or split labels, items missing from
+the catalog, duplicate events.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {"view": 1.0, "click": 1.0, "cart": 3.0, "purchase": 5.0}
 # Unknown event types are counted per type for this many types, the rest together.
 MAX_NAMED_EVENT_TYPES = 10
+#: The log column holding a row's own train/test assignment, kept under this name when present
+#: (the column ``evaluation.splitters.given_split`` reads), and the labels it may hold.
+SPLIT_COLUMN = "split"
+SPLIT_LABELS = ("train", "test")
 
 
 @dataclass(frozen=True)
@@ -95,11 +101,13 @@ def interactions_from_table(raw: pd.DataFrame, *, file: object, report: LoadRepo
     """Canonical interactions from a raw log table (with ``__line__``, which is kept).
 
     Ids become strings. Rows with a missing id, an unparsable timestamp/weight/rating, a weight
-    <= 0 or an event type not in the weights are counted skips naming file, line and column.
+    <= 0, an event type not in the weights or a ``split`` label other than ``train`` / ``test``
+    are counted skips naming file, line and column.
 
     Returns:
         ``user_id``, ``item_id`` (str), ``weight`` (float32), and when present ``timestamp``
-        (int64 unix seconds), ``event`` (str), ``rating`` (float32), plus ``__line__``.
+        (int64 unix seconds), ``event`` (str), ``rating`` (float32), ``split`` (str: ``train`` or
+        ``test``; a column of that name that ``columns`` does not give another role), plus ``__line__``.
     """
     require_columns(raw, columns.required(), file=file)
     present = {name: getattr(columns, name) for name in ("timestamp", "event", "weight", "rating")
@@ -109,11 +117,14 @@ def interactions_from_table(raw: pd.DataFrame, *, file: object, report: LoadRepo
         if "event" not in present:
             raise HybridRecError(f"{file}: event_weights given but the log has no event column {columns.event!r}")
     source = list(dict.fromkeys([columns.user_id, columns.item_id, *present.values()]))
-    table = raw[source + [LINE]].copy()
+    has_split = SPLIT_COLUMN in raw.columns and SPLIT_COLUMN not in source
+    table = raw[source + [SPLIT_COLUMN] * has_split + [LINE]].copy()
     for column, name in ((columns.user_id, "user id"), (columns.item_id, "item id")):
         table[column] = as_strings(table[column])
         table = skip_rows(table, (table[column] == "").to_numpy(), f"missing {name}", file=file, report=report,
                           column=column)
+    if has_split:
+        table = _check_split_labels(table, file=file, report=report)
     if "timestamp" in present:
         table = parse_timestamps(table, present["timestamp"], file=file, report=report)
     for name in ("rating", "weight"):
@@ -144,13 +155,27 @@ def interactions_from_table(raw: pd.DataFrame, *, file: object, report: LoadRepo
         interactions["event"] = as_strings(table[present["event"]]).astype("str").reset_index(drop=True)
     if "rating" in present:
         interactions["rating"] = table[present["rating"]].to_numpy(np.float32)
+    if has_split:
+        interactions[SPLIT_COLUMN] = table[SPLIT_COLUMN].astype("str").reset_index(drop=True)
     interactions[LINE] = table[LINE].to_numpy()
     return interactions
 
 
+def _check_split_labels(table: pd.DataFrame, *, file: object, report: LoadReport) -> pd.DataFrame:
+    """``table`` with its ``split`` labels trimmed; rows with a missing label or one not in
+    :data:`SPLIT_LABELS` are counted skips (with their lines)."""
+    table[SPLIT_COLUMN] = as_strings(table[SPLIT_COLUMN])
+    table = skip_rows(table, (table[SPLIT_COLUMN] == "").to_numpy(), "missing split label", file=file,
+                      report=report, column=SPLIT_COLUMN)
+    unknown = ~table[SPLIT_COLUMN].isin(SPLIT_LABELS).to_numpy()
+    return skip_rows(table, unknown, "split label must be " + " or ".join(repr(label) for label in SPLIT_LABELS),
+                     file=file, report=report, column=SPLIT_COLUMN)
+
+
 def _log_columns(columns: ColumnMapping) -> list[str]:
-    """The log columns ``columns`` can use (the reader keeps only these)."""
-    named = (columns.user_id, columns.item_id, columns.timestamp, columns.event, columns.weight, columns.rating)
+    """The log columns ``columns`` can use, and ``split`` (the reader keeps only these)."""
+    named = (columns.user_id, columns.item_id, columns.timestamp, columns.event, columns.weight, columns.rating,
+             SPLIT_COLUMN)
     return list(dict.fromkeys(name for name in named if name is not None))
 
 
@@ -235,7 +260,8 @@ def load_from_files(interactions_path: str | Path, items_path: str | Path | None
     Args:
         interactions_path: the log (``.csv``, ``.tsv``, ``.parquet`` or a partitioned Parquet folder,
             ``.jsonl``/``.json``; ``.gz`` ok), read in record batches by pyarrow (see
-            :mod:`data_builders.parsing`); only the columns ``columns`` names are kept.
+            :mod:`data_builders.parsing`); only the columns ``columns`` names are kept, and a
+            ``split`` column (``train`` / ``test`` per row, for ``SplitConfig(kind="given")``).
         items_path, users_path: optional catalog files (same formats).
         columns: which log columns hold user, item, timestamp, event, weight and rating.
         event_weights: weight per event type; by default ``DEFAULT_EVENT_WEIGHTS`` when the log
