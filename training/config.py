@@ -10,6 +10,8 @@ from hybridrec.errors import HybridRecError
 from hybridrec.toml_config import dataclass_from_toml
 
 LOSSES = ("softmax", "bpr")
+NEGATIVES = ("auto", "full", "sampled")
+TRAINING_MODES = ("auto", "full_graph", "neighbor_sampled")
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,10 @@ class TrainConfig:
         dim: embedding width.
         num_layers: LightGCN propagation layers.
         epochs: maximum passes over the training users.
-        batch_size: users per step (softmax loss) or interactions per step (BPR).
+        batch_size: users per step (full softmax); interactions per in-batch-negative group (sampled
+            softmax: each group's positives are negatives for all its interactions; a full-graph
+            step takes several groups, see :func:`training.sampling.full_graph_pairs_per_step`, a
+            neighbour-sampled step one); ``16 x`` this many interactions per full-graph step (BPR).
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         loss: ``"softmax"`` (full-catalog multinomial likelihood) or ``"bpr"`` (sampled negatives).
@@ -37,6 +42,25 @@ class TrainConfig:
         seed: seed for initialisation, shuffling and dropout.
         device: ``"auto"`` (GPU when present), ``"cpu"`` or ``"cuda"``.
         amp: mixed precision on GPU (ignored on CPU).
+        negatives: the softmax's negatives. ``"full"``: every item (the full-catalog softmax);
+            ``"sampled"``: a sampled softmax per step (each group's positives as in-batch negatives
+            plus ``num_negatives`` items drawn per step, logits corrected by the log of each item's
+            expected count among the candidates, so the estimate of the partition function is
+            unbiased); ``"auto"``: full up to ``full_softmax_max_items`` items, sampled above. BPR
+            always samples (one negative per interaction): ``"full"`` is refused with it.
+        num_negatives: items drawn per step for the sampled softmax (the whole catalog, exactly the
+            full softmax, once it is at least the number of items).
+        full_softmax_max_items: largest catalog ``negatives="auto"`` trains with the full softmax;
+            larger catalogs also validate on a seeded sample of users.
+        training_mode: ``"full_graph"``: propagate over the whole graph every step;
+            ``"neighbor_sampled"``: every step propagates over a sampled subgraph around its seed
+            users and items (fanout ``num_neighbors``), always with sampled negatives; ``"auto"``:
+            full graph up to ``full_graph_max_edges`` edges, neighbour-sampled above (and full graph
+            whenever ``negatives="full"`` is asked for).
+        full_graph_max_edges: largest training graph (undirected edges: interactions and attribute
+            edges) ``training_mode="auto"`` propagates in full.
+        num_neighbors: neighbours sampled per node at each hop, one entry per layer (``-1``: all);
+            None: ``[10] * num_layers``.
     """
 
     dim: int = 64
@@ -56,6 +80,12 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    negatives: str = "auto"
+    num_negatives: int = 1024
+    full_softmax_max_items: int = 20000
+    training_mode: str = "auto"
+    full_graph_max_edges: int = 20_000_000
+    num_neighbors: list[int] | None = None
 
     def __post_init__(self) -> None:
         positive = ("dim", "num_layers", "epochs", "batch_size", "eval_every", "patience", "eval_k")
@@ -72,6 +102,57 @@ class TrainConfig:
             raise HybridRecError("TrainConfig.lr and TrainConfig.temperature must be > 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise HybridRecError(f"TrainConfig.device must be auto, cpu or cuda, got {self.device!r}")
+        self._check_sampling()
+
+    def _check_sampling(self) -> None:
+        """The negatives and training-mode fields (see the class docstring)."""
+        if self.negatives not in NEGATIVES:
+            raise HybridRecError(f"TrainConfig.negatives must be one of {NEGATIVES}, got {self.negatives!r}")
+        if self.training_mode not in TRAINING_MODES:
+            raise HybridRecError(f"TrainConfig.training_mode must be one of {TRAINING_MODES}, "
+                                 f"got {self.training_mode!r}")
+        for name, least in (("num_negatives", 1), ("full_softmax_max_items", 0), ("full_graph_max_edges", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise HybridRecError(f"TrainConfig.{name} must be an integer >= {least}, got {value!r}")
+        if self.num_neighbors is not None:
+            fanouts = self.num_neighbors
+            if (not isinstance(fanouts, (list, tuple)) or len(fanouts) != self.num_layers
+                    or not all(isinstance(f, int) and not isinstance(f, bool) and (f >= 1 or f == -1) for f in fanouts)):
+                raise HybridRecError(f"TrainConfig.num_neighbors must be None or a list of num_layers={self.num_layers} "
+                                     f"integers >= 1 (or -1: all neighbours), got {fanouts!r}")
+            object.__setattr__(self, "num_neighbors", list(fanouts))
+        if self.negatives == "full" and self.loss == "bpr":
+            raise HybridRecError("TrainConfig.negatives='full' needs loss='softmax' (BPR always samples its "
+                                 "negatives): use negatives='auto' or 'sampled'")
+        if self.negatives == "full" and self.training_mode == "neighbor_sampled":
+            raise HybridRecError("TrainConfig.negatives='full' needs training_mode='full_graph' or 'auto' (a "
+                                 "neighbour-sampled step embeds only its own items, so it samples its negatives)")
+
+    # -- the size rules ------------------------------------------------------------------------
+    @property
+    def fanouts(self) -> list[int]:
+        """``num_neighbors``, or ``[10] * num_layers`` when it is None."""
+        return list(self.num_neighbors) if self.num_neighbors is not None else [10] * self.num_layers
+
+    def resolved_training_mode(self, num_edges: int) -> str:
+        """``"full_graph"`` or ``"neighbor_sampled"`` for a training graph of ``num_edges``
+        undirected edges (``"auto"``: by ``full_graph_max_edges``; full graph whenever
+        ``negatives="full"``)."""
+        if self.training_mode != "auto":
+            return self.training_mode
+        if self.negatives == "full" or num_edges <= self.full_graph_max_edges:
+            return "full_graph"
+        return "neighbor_sampled"
+
+    def resolved_negatives(self, num_items: int, training_mode: str) -> str:
+        """``"full"`` or ``"sampled"`` for a catalog of ``num_items`` trained in ``training_mode``
+        (``"auto"``: by ``full_softmax_max_items``; BPR and neighbour-sampled steps always sample)."""
+        if self.loss == "bpr" or training_mode == "neighbor_sampled":
+            return "sampled"
+        if self.negatives != "auto":
+            return self.negatives
+        return "full" if num_items <= self.full_softmax_max_items else "sampled"
 
     @classmethod
     def from_toml(cls, path: str | Path, section: str = "train") -> "TrainConfig":
