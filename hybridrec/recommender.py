@@ -52,6 +52,15 @@ logger = logging.getLogger(__name__)
 CF_HEADS = ("auto", "dense", "sparse")
 
 
+def _zscore_with(values: torch.Tensor, row_sum: torch.Tensor, row_square_sum: torch.Tensor, n: int) -> torch.Tensor:
+    """``values`` ``[b, c]`` standardised by rows of ``n`` entries with these sums and sums of squares
+    ``[b]`` (float64): the same as :func:`_zscore` of the full rows, gathered."""
+    mean = row_sum / n
+    std = ((row_square_sum - n * mean ** 2) / max(n - 1, 1)).clamp(min=0.0).sqrt()
+    mean, std = mean.float()[:, None], std.float()[:, None]
+    return torch.where(std > 0, (values - mean) / std.clamp(min=1e-12), torch.zeros_like(values))
+
+
 def _zscore(scores: torch.Tensor) -> torch.Tensor:
     """Standardise each row ``[b, n]``; constant rows become zeros."""
     mean = scores.mean(dim=1, keepdim=True)
@@ -450,6 +459,54 @@ class HybridRecommender(RecommenderBase):
             similarity = similarity + _zscore(self.cf_filter_.item_similarity(np.asarray(item_index)))
         return similarity
 
+    #: Queries scored per step by :meth:`item_similarity_pairs` (bounds its ``[b, c, d]`` gathers).
+    PAIR_BLOCK_QUERIES = 64
+
+    def item_similarity_pairs(self, item_index: np.ndarray, columns: np.ndarray) -> torch.Tensor:
+        """:meth:`item_similarity` at ``columns`` ``[b, c]`` (``-1``: none) only: ``[b, c]``.
+
+        The z-scores use each full row's mean and standard deviation, computed from moment
+        matrices of the embeddings and low-pass factors (the dense EASE head's rows are formed:
+        that head only serves catalogs small enough), so a two-stage export never forms a
+        ``[b, n_items]`` row for the GNN or the sparse head.
+        """
+        self._check_fitted()
+        item_index, columns = np.asarray(item_index, dtype=np.int64), np.asarray(columns, dtype=np.int64)
+        blocks = [self._similarity_pairs_block(item_index[start:start + self.PAIR_BLOCK_QUERIES],
+                                               columns[start:start + self.PAIR_BLOCK_QUERIES])
+                  for start in range(0, len(item_index), self.PAIR_BLOCK_QUERIES)]
+        return torch.cat(blocks) if blocks else torch.zeros(0, columns.shape[1])
+
+    def _similarity_pairs_block(self, item_index: np.ndarray, columns: np.ndarray) -> torch.Tensor:
+        safe = torch.from_numpy(np.maximum(columns, 0))
+        index = torch.from_numpy(item_index)
+        similarity = torch.zeros(columns.shape)
+        if self.item_embeddings_ is not None:
+            normed = torch.nn.functional.normalize(self.item_embeddings_, dim=1)
+            if getattr(self, "_embedding_moments", None) is None:
+                self._embedding_moments = (normed.double().sum(0), (normed.T.double() @ normed.double()))
+            total, gram = self._embedding_moments
+            query = normed[index]
+            values = torch.bmm(normed[safe], query[:, :, None])[..., 0]
+            similarity = _zscore_with(values, query.double() @ total, ((query.double() @ gram) * query.double()).sum(1),
+                                      len(normed))
+        if self.item_weights_ is not None:
+            rows = (self.item_weights_[index] + self.item_weights_[:, index].T) / 2
+            similarity = similarity + torch.gather(_zscore(rows), 1, safe)
+        elif getattr(self, "cf_filter_", None) is not None:
+            values, mean, std = self.cf_filter_.similarity_pairs(item_index, columns)
+            similarity = similarity + torch.where(std[:, None] > 0, (values - mean[:, None]) / std.clamp(min=1e-12)[:, None],
+                                                  torch.zeros(()))
+        return torch.where(torch.from_numpy(columns >= 0), similarity, torch.zeros(()))
+
+    def similar_item_candidates(self, item_index: np.ndarray) -> np.ndarray:
+        """``[b, m]`` extra two-stage candidates (``-1`` padded): the items each query co-occurs with
+        in the sparse head; an empty ``[b, 0]`` for the other heads."""
+        self._check_fitted()
+        if getattr(self, "cf_filter_", None) is None:
+            return np.zeros((len(item_index), 0), dtype=np.int64)
+        return self.cf_filter_.neighbors_of(item_index)
+
     # -- persistence -----------------------------------------------------------------------------
     _STATE = ("item_popularity_", "item_weights_", "user_embeddings_", "item_embeddings_", "item_layers_",
               "item_degree_")
@@ -469,7 +526,8 @@ class HybridRecommender(RecommenderBase):
             expected["item_weights_"] = ("items", "items")
         elif head == GraphFilterHead.name:
             expected.update(filter_indptr=(None,), filter_indices=(None,), filter_values=(None,),
-                            filter_left=("items", None), filter_right=(None, "items"), filter_singular_values=(None,))
+                            filter_left=("items", None), filter_right=(None, "items"), filter_singular_values=(None,),
+                            filter_item_degree=("items",))
         if self.use_gnn:
             expected.update(user_embeddings_=("users", self.dim), item_embeddings_=("items", self.dim),
                             item_layers_=(self.num_layers + 1, "items", self.dim), item_degree_=("items",))

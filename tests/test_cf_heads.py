@@ -201,3 +201,39 @@ def test_sparse_head_gives_item_vectors_for_approximate_search(sparse_fitted):
     vectors = model.item_vectors()
     assert vectors.shape == (len(model.item_ids_), 64)
     assert torch.allclose(vectors.norm(dim=1)[model.item_popularity_ > 0], torch.tensor(1.0), atol=1e-4)
+
+
+def test_approximate_similar_items_recall_against_exact(sparse_fitted, tmp_path):
+    """faiss candidates from item_vectors(), re-ranked by item_similarity: most exact neighbours found."""
+    from hybridrec.similarity_export import export_model_similar_items
+
+    model, _ = sparse_fitted
+    summary = export_model_similar_items(model, tmp_path / "similar.parquet", k=20, approx="faiss",
+                                         recall_sample=300, progress=False)
+    assert summary.method.endswith("+rerank")
+    assert summary.recall_at_k > 0.9, summary.recall_at_k
+
+
+def test_pair_similarity_equals_the_full_rows_gathered(sparse_fitted):
+    model, _ = sparse_fitted
+    query = np.array([0, 5, 17, 300, 1000])
+    columns = np.random.default_rng(0).integers(0, len(model.item_ids_), size=(len(query), 40))
+    columns[1, -5:] = -1
+    columns[:, 0] = model.similar_item_candidates(query)[:, 0]
+    full = model.item_similarity(query)
+    pairs = model.item_similarity_pairs(query, columns)
+    expected = torch.gather(full, 1, torch.from_numpy(np.maximum(columns, 0)))
+    valid = torch.from_numpy(columns >= 0)
+    assert torch.allclose(pairs[valid], expected[valid], atol=2e-3), (pairs - expected)[valid].abs().max()
+
+
+def test_pair_similarity_with_the_gnn_equals_the_full_rows_gathered(cold_split, tmp_path_factory):
+    split, items, users = cold_split
+    model = HybridRecommender(cf_head="sparse", filter_neighbors=32, filter_rank=32, dim=16, epochs=2, eval_every=1,
+                              progress=False, device="cpu", feature_cache_dir=str(tmp_path_factory.mktemp("f")))
+    model.fit(split.train, items=items, users=users, item_attr_cols=["genres"])
+    query = np.array([3, 40, 900])
+    columns = np.random.default_rng(1).integers(0, len(model.item_ids_), size=(len(query), 30))
+    expected = torch.gather(model.item_similarity(query), 1, torch.from_numpy(columns))
+    assert torch.allclose(model.item_similarity_pairs(query, columns), expected, atol=2e-3)
+    assert model.item_vectors().shape == (len(model.item_ids_), 16 + 32)

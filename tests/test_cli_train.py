@@ -17,9 +17,14 @@ def test_train_writes_a_loadable_model(data_dir, tmp_path, capsys):
     config.write_text("[train]\nepochs = 5\ndim = 16\n\n[model]\ngnn_weight = 1.0\n")
     out = tmp_path / "model"
     code = main(["train", "--dataset", "movielens-100k", "--data-dir", str(data_dir), "--text-cols", "",
-                 "--no-images", "--min-rating", "4", "--config", str(config), "--out", str(out)])
+                 "--no-images", "--min-rating", "4", "--config", str(config), "--out", str(out),
+                 "--json", str(tmp_path / "train.json")])
     assert code == 0
     summary = json.loads((out / "train_summary.json").read_text())
+    assert json.loads((tmp_path / "train.json").read_text()) == summary
+    assert summary["fit_summary"]["cf_head"] == "dense_ease"  # 1,682 items: the dense head fits
+    assert summary["fit_summary"]["gnn_training_mode"] == "full_graph"
+    assert summary["fit_summary"]["peak_rss_mb"] > 0
     assert summary["interactions"] == 55_375  # ratings >= 4 in MovieLens-100K
     model = RecommenderBase.load(out)
     assert isinstance(model, HybridRecommender)

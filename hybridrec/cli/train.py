@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from hybridrec.atomic import check_writable
+from hybridrec.atomic import check_writable, write_text_atomic
 from hybridrec.cli.dataset_args import add_dataset_arguments, load_dataset_from_args
 from hybridrec.tables import RecDataset
 
@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="model directory to write")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a model already saved at --out (any other folder is never replaced)")
+    parser.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                        help="write the training summary (CF head, GNN training mode, timings, peak memory) as JSON "
+                             "to PATH (or stdout without PATH)")
     parser.add_argument("--checkpoint-dir", help="GNN checkpoints; an interrupted run resumes from here (a checkpoint "
                                                  "of another config or other data is refused)")
     parser.add_argument("--fresh-checkpoint", action="store_true",
@@ -66,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from hybridrec.recommender_base import MODEL_FOLDER
 
     check_writable(args.out, arg="--out", kind=MODEL_FOLDER, overwrite=args.overwrite)
+    if args.json and args.json != "-":
+        check_writable(args.json, arg="--json", overwrite=args.overwrite)
     if args.checkpoint_dir:
         from training.trainer import LAST_CHECKPOINT
 
@@ -84,9 +89,19 @@ def run(args: argparse.Namespace) -> int:
     summary = {"dataset": dataset.name, "interactions": len(interactions), "fit_seconds": round(seconds, 2),
                "item_roles": fit_on.item_roles.to_dict(), "user_roles": fit_on.user_roles.to_dict(),
                "timings": {k: round(v, 2) for k, v in model.fit_timings_.items()},
+               "fit_summary": getattr(model, "fit_summary_", None),
                "best_epoch": getattr(getattr(model, "train_result_", None), "best_epoch", None),
                "modality_gates": getattr(model, "modality_gates_", {})}
-    model.save(args.out, overwrite=args.overwrite,
-               extra_files={"train_summary.json": json.dumps(summary, indent=2, default=str) + "\n"})
-    print(f"trained on {len(interactions):,} interactions in {seconds:.1f} s; model saved to {args.out}")
+    text = json.dumps(summary, indent=2, default=str) + "\n"
+    model.save(args.out, overwrite=args.overwrite, extra_files={"train_summary.json": text})
+    if args.json == "-":
+        print(text, end="")
+        return 0
+    if args.json:
+        write_text_atomic(args.json, text, overwrite=args.overwrite)
+    fit_summary = getattr(model, "fit_summary_", {})
+    print(f"trained on {len(interactions):,} interactions in {seconds:.1f} s "
+          f"(CF head {fit_summary.get('cf_head')}, GNN {fit_summary.get('gnn_negatives')} negatives / "
+          f"{fit_summary.get('gnn_training_mode')}, peak RSS {fit_summary.get('peak_rss_mb')} MB); "
+          f"model saved to {args.out}")
     return 0

@@ -166,22 +166,87 @@ class GraphFilterHead:
         linear += np.asarray(rows @ self.left_) @ self.right_
         return torch.from_numpy(linear)
 
+    def coordinates(self) -> np.ndarray:
+        """``Z`` ``[n_items, rank]``: each item's place in the low-pass subspace (its right singular
+        vector; a cold item's predicted column rescaled as an item of mean degree), cached."""
+        self._check_fitted()
+        cached = getattr(self, "_coordinates", None)
+        if cached is None:
+            degree = np.asarray(self.item_degree_, dtype=np.float64)
+            warm = degree > 0
+            mean_degree = float(degree[warm].mean()) if warm.any() else 1.0
+            scale = np.where(warm, np.sqrt(np.maximum(degree, 1.0)), np.sqrt(mean_degree)) * max(self.alpha, 1e-12)
+            cached = self._coordinates = np.ascontiguousarray(self.right_.T / scale[:, None], dtype=np.float32)
+        return cached
+
     def item_similarity(self, item_index: np.ndarray) -> Tensor:
-        """Symmetrised item–item weights ``[len(item_index), n_items]`` of the head: the row of
-        ``P̃`` plus the mean of the low-pass operator's row and column."""
+        """Item–item similarity ``[len(item_index), n_items]``: the row of ``P̃`` plus ``alpha`` times
+        the low-pass coordinates' inner product ``Z_q · Z_j`` (symmetric, degree-free)."""
         self._check_fitted()
         index = np.asarray(item_index)
         rows = torch.from_numpy(self.cooccurrence_[index].toarray())
-        left, right = torch.from_numpy(self.left_), torch.from_numpy(self.right_)
-        low_pass = (left[index] @ right + (left @ right[:, index]).T) / 2
-        return rows + low_pass
+        coordinates = torch.from_numpy(self.coordinates())
+        return rows + self.alpha * (coordinates[index] @ coordinates.T)
+
+    def similarity_pairs(self, item_index: np.ndarray, columns: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`item_similarity` at ``columns`` only, with the full rows' mean and standard deviation.
+
+        Args:
+            item_index: ``[b]`` query items.
+            columns: ``[b, c]`` item indices per query (``-1``: none; its value is 0).
+
+        Returns:
+            ``(values [b, c], row_mean [b], row_std [b])``, the std unbiased like ``torch.std``,
+            in ``O(b * (c * rank + rank²))`` without forming a ``[b, n_items]`` row.
+        """
+        self._check_fitted()
+        index = np.asarray(item_index, dtype=np.int64)
+        safe = np.maximum(columns, 0)
+        n_items = len(self.item_degree_)
+        coordinates = torch.from_numpy(self.coordinates())
+        if getattr(self, "_coordinate_moments", None) is None:
+            z = coordinates.double()
+            self._coordinate_moments = (z.sum(0), z.T @ z)
+        total, gram = self._coordinate_moments
+        query = coordinates[index]                                                      # [b, rank]
+        low_pass = self.alpha * torch.bmm(coordinates[torch.from_numpy(safe)], query[:, :, None])[..., 0]
+        sparse_rows = np.repeat(index, columns.shape[1])
+        linear = torch.from_numpy(np.asarray(self.cooccurrence_[sparse_rows, safe.ravel()], dtype=np.float32)
+                                  .reshape(columns.shape))
+        values = torch.where(torch.from_numpy(columns >= 0), linear + low_pass, torch.zeros(()))
+        # Moments of the full row z_j = s_j + y_j (s: the sparse row of P̃, y: the low-pass row).
+        query64 = query.double()
+        low_sum = self.alpha * (query64 @ total)
+        low_square = self.alpha ** 2 * ((query64 @ gram) * query64).sum(1)
+        rows = self.cooccurrence_[index]
+        entry_row = torch.from_numpy(np.repeat(np.arange(len(index)), np.diff(rows.indptr)))
+        entries = torch.from_numpy(rows.data.astype(np.float64))
+        entry_low = self.alpha * (coordinates[torch.from_numpy(rows.indices.astype(np.int64))].double()
+                                  * query64[entry_row]).sum(1)
+        zeros = torch.zeros(len(index), dtype=torch.float64)
+        sparse_sum = zeros.index_add(0, entry_row, entries)
+        sparse_square = zeros.index_add(0, entry_row, entries ** 2)
+        cross = zeros.index_add(0, entry_row, entries * entry_low)
+        mean = (sparse_sum + low_sum) / n_items
+        square = sparse_square + low_square + 2 * cross
+        variance = ((square - n_items * mean ** 2) / max(n_items - 1, 1)).clamp(min=0.0)
+        return values, mean.float(), variance.sqrt().float()
+
+    def neighbors_of(self, item_index: np.ndarray) -> np.ndarray:
+        """``[b, m]`` the items each query co-occurs with in ``P̃`` (``-1`` padded), strongest first."""
+        self._check_fitted()
+        rows = self.cooccurrence_[np.asarray(item_index, dtype=np.int64)]
+        counts = np.diff(rows.indptr)
+        out = np.full((len(counts), max(int(counts.max(initial=0)), 1)), -1, dtype=np.int64)
+        entry_row = np.repeat(np.arange(len(counts)), counts)
+        order = np.lexsort((-rows.data, entry_row))
+        rank = np.arange(len(order)) - np.repeat(rows.indptr[:-1], counts)
+        out[entry_row[order], rank] = rows.indices[order]
+        return out
 
     def item_vectors(self) -> Tensor:
-        """``[n_items, rank]`` singular-vector coordinates scaled by the singular values (warm items
-        only; cold items take their predicted columns), for candidate search."""
-        self._check_fitted()
-        vectors = self.right_.T * np.sqrt(np.maximum(self.singular_values_, 0.0))[None, :]
-        return torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+        """``[n_items, rank]`` low-pass coordinates :meth:`coordinates`, for candidate search."""
+        return torch.from_numpy(self.coordinates())
 
     # -- cold items ------------------------------------------------------------------------------
     def column_coordinates(self) -> np.ndarray:
@@ -241,6 +306,7 @@ class GraphFilterHead:
         """Write the content-predicted columns of ``cold`` items into ``right_``."""
         self._check_fitted()
         self.right_[:, cold] = self.predict_cold_columns(user_items, content, warm, cold, block_weights)
+        self._coordinates = self._coordinate_moments = None
 
     # -- persistence -----------------------------------------------------------------------------
     def state(self) -> dict[str, Tensor]:
@@ -251,7 +317,8 @@ class GraphFilterHead:
                 "filter_indices": torch.from_numpy(matrix.indices.astype(np.int64)),
                 "filter_values": torch.from_numpy(matrix.data.astype(np.float32)),
                 "filter_left": torch.from_numpy(self.left_), "filter_right": torch.from_numpy(self.right_),
-                "filter_singular_values": torch.from_numpy(np.asarray(self.singular_values_, dtype=np.float32))}
+                "filter_singular_values": torch.from_numpy(np.asarray(self.singular_values_, dtype=np.float32)),
+                "filter_item_degree": torch.from_numpy(np.asarray(self.item_degree_, dtype=np.float32))}
 
     def load_state(self, state: dict[str, Tensor], n_items: int) -> "GraphFilterHead":
         """Restore from :meth:`state`, checking that the shapes agree with ``n_items``."""
@@ -264,6 +331,10 @@ class GraphFilterHead:
         self.cooccurrence_ = sp.csr_matrix((values, indices, indptr), shape=(n_items, n_items))
         self.left_, self.right_ = state["filter_left"].numpy(), state["filter_right"].numpy()
         self.singular_values_ = state["filter_singular_values"].numpy()
+        self.item_degree_ = state["filter_item_degree"].numpy().astype(np.float64)
+        self._coordinates = self._coordinate_moments = None
+        if self.item_degree_.shape != (n_items,):
+            raise HybridRecError("the saved item degrees of the graph-filter head do not match the catalog")
         if self.left_.shape[0] != n_items or self.right_.shape != self.left_.shape[::-1]:
             raise HybridRecError("the saved low-pass factors of the graph-filter head do not match the catalog")
         return self
