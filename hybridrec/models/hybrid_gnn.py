@@ -16,6 +16,12 @@ graph); the output is the mean of the layer outputs. Because that adjacency is s
 gradient of ``A @ x`` is ``A @ grad``: :class:`SymmetricPropagation` uses this and trains about 6x
 faster on CPU than autograd through a sparse CSR product (which transposes ``A`` every step). The
 tests check it against ``LGConv``.
+
+For graphs too large to propagate in full every step, :meth:`HybridGNN.subgraph_inputs` and
+:meth:`HybridGNN.propagate_subgraph` compute the same embeddings for the seed nodes of a sampled
+subgraph (``LGConv`` along its directed edges); for catalogs too large to score in full,
+:func:`sampled_softmax_loss` scores each (user, positive) pair against sampled candidates with
+the logQ correction.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.nn import LGConv
 from torch_geometric.utils import to_torch_csr_tensor
 
 
@@ -39,11 +46,17 @@ def normalized_adjacency(edge_index: Tensor, edge_weight: Tensor, num_nodes: int
     Returns:
         ``[num_nodes, num_nodes]`` sparse CSR (float32).
     """
+    values = normalized_edge_weight(edge_index, edge_weight, num_nodes)
+    return to_torch_csr_tensor(edge_index, values, size=(num_nodes, num_nodes))
+
+
+def normalized_edge_weight(edge_index: Tensor, edge_weight: Tensor, num_nodes: int) -> Tensor:
+    """The values of :func:`normalized_adjacency`: ``w_uv / sqrt(d_u d_v)`` per edge ``[E]``
+    (weighted degrees ``d``; an edge of a node without weight gets 0)."""
     degree = torch.zeros(num_nodes).scatter_add_(0, edge_index[0], edge_weight)
     inv_sqrt = degree.clamp(min=1e-12).pow(-0.5)
     inv_sqrt[degree == 0] = 0.0
-    values = inv_sqrt[edge_index[0]] * edge_weight * inv_sqrt[edge_index[1]]
-    return to_torch_csr_tensor(edge_index, values, size=(num_nodes, num_nodes))
+    return inv_sqrt[edge_index[0]] * edge_weight * inv_sqrt[edge_index[1]]
 
 
 class SymmetricPropagation(torch.autograd.Function):
@@ -152,6 +165,48 @@ class HybridGNN(nn.Module):
         attributes = self.attribute.weight[: self.num_attributes]
         return torch.cat([users, items, attributes], dim=0)
 
+    def subgraph_inputs(self, nodes: Tensor, content: dict[str, Tensor], present: dict[str, Tensor],
+                        user_has_id: Tensor, item_has_id: Tensor) -> Tensor:
+        """Layer-0 features of some nodes only, ``[n, dim]`` for ``nodes`` ``[n]`` (global indices in
+        ``[users | items | attributes]`` order): the rows :meth:`node_inputs` would give them, ID
+        dropout included, at a cost that grows with ``n``, not with the graph.
+
+        Args:
+            nodes: ``[n]`` int64 node indices (a sampled subgraph's ``n_id``).
+            content, present, user_has_id, item_has_id: as for :meth:`node_inputs` (whole tables).
+        """
+        num_users, num_items = self.num_users, self.num_items
+        is_user, is_attribute = nodes < num_users, nodes >= num_users + num_items
+        is_item = ~is_user & ~is_attribute
+        user_rows, item_rows = nodes[is_user], nodes[is_item] - num_users
+        user_keep, item_keep = user_has_id[user_rows].float(), item_has_id[item_rows].float()
+        if self.training and self.id_dropout > 0:
+            user_keep = user_keep * (torch.rand_like(user_keep) >= self.id_dropout).float()
+            item_keep = item_keep * (torch.rand_like(item_keep) >= self.id_dropout).float()
+        items = self.item_id(item_rows) * item_keep.unsqueeze(1)
+        if self.fusion is not None:
+            items = items + self.fusion({name: block[item_rows] for name, block in content.items()},
+                                        {name: mask[item_rows] for name, mask in present.items()})
+        attributes = self.attribute(nodes[is_attribute] - num_users - num_items)
+        stacked = torch.cat([self.user_id(user_rows) * user_keep.unsqueeze(1), items, attributes], dim=0)
+        order = torch.cat([torch.nonzero(mask).squeeze(1) for mask in (is_user, is_item, is_attribute)])
+        return stacked[torch.argsort(order)]                                   # back to the order of `nodes`
+
+    def propagate_subgraph(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
+        """Mean of the layer outputs over a sampled subgraph, ``[n, dim]``.
+
+        Each layer is ``LGConv(normalize=False)`` along the directed ``edge_index`` ``[2, E_s]``
+        (neighbour -> sampled node, local indices) with ``edge_weight`` ``[E_s]``: the full graph's
+        normalised weights scaled so that each node's sum over its sampled neighbours estimates
+        its sum over all of them (:func:`training.sampling.subgraph_edge_weight`). Rows of the
+        subgraph's seed nodes are what the full-graph :meth:`forward` would estimate for them.
+        """
+        conv = LGConv(normalize=False)
+        outputs = [x]
+        for _ in range(self.num_layers):
+            outputs.append(conv(outputs[-1], edge_index, edge_weight))
+        return torch.stack(outputs).mean(dim=0)
+
     def layers(self, x: Tensor, adjacency: Tensor) -> Tensor:
         """Every layer's output, ``[num_layers + 1, num_nodes, dim]`` (layer 0 is ``x``)."""
         outputs = [x]
@@ -227,6 +282,55 @@ def softmax_loss(user_embeddings: Tensor, item_embeddings: Tensor, targets: Tens
     """
     logits = user_embeddings @ item_embeddings.T / temperature
     return -(F.log_softmax(logits, dim=1) * targets).sum(dim=1).mean()
+
+
+def sampled_softmax_loss(user_embeddings: Tensor, positive_embeddings: Tensor, negative_embeddings: Tensor,
+                         temperature: float, *, positive_log_counts: Tensor | None = None,
+                         negative_log_counts: Tensor | None = None, group_size: int | None = None) -> Tensor:
+    """Softmax over sampled candidates with the logQ correction, for ``B`` (user, positive item) pairs.
+
+    Each pair's candidates are the positives of its group (consecutive runs of ``group_size``
+    pairs: in-batch negatives) and the ``K`` shared negatives; a candidate ``c`` scores
+    ``u · c / temperature - log E_c``, ``E_c`` its expected count among the candidates. Then
+    ``Σ_c exp(score_c)`` estimates the full catalog's ``Σ_j exp(u · j / temperature)`` without bias,
+    and with every item once as the negatives (no groups, no correction) the loss is exactly the
+    full softmax's per-positive term. The pair's own positive must be among its candidates (its
+    in-batch slot, or the negatives when they cover the catalog). No ``[B, n_items]`` tensor.
+
+    Args:
+        user_embeddings: ``[B, dim]``, one row per pair.
+        positive_embeddings: ``[B, dim]``, the pairs' positive items.
+        negative_embeddings: ``[K, dim]``, items scored against every pair.
+        temperature: logits are divided by it.
+        positive_log_counts: ``[B]`` ``log E`` of each pair's positive (None: 0).
+        negative_log_counts: ``[K]`` ``log E`` of each negative (None: 0).
+        group_size: pairs per in-batch group (None: no in-batch candidates).
+
+    Returns:
+        Mean over the pairs of ``-score_positive + logsumexp(scores of the candidates)``.
+    """
+    positive_logits = (user_embeddings * positive_embeddings).sum(dim=1) / temperature           # [B]
+    negative_logits = user_embeddings @ negative_embeddings.T / temperature                      # [B, K]
+    if positive_log_counts is not None:
+        positive_logits = positive_logits - positive_log_counts
+    if negative_log_counts is not None:
+        negative_logits = negative_logits - negative_log_counts
+    parts = [negative_logits]
+    if group_size:
+        num_pairs, dim = user_embeddings.shape
+        groups = -(-num_pairs // group_size)
+        pad = groups * group_size - num_pairs
+        users = F.pad(user_embeddings, (0, 0, 0, pad)).view(groups, group_size, dim)
+        positives = F.pad(positive_embeddings, (0, 0, 0, pad)).view(groups, group_size, dim)
+        in_batch = torch.bmm(users, positives.transpose(1, 2)) / temperature                    # [G, g, g]
+        if positive_log_counts is not None:
+            in_batch = in_batch - F.pad(positive_log_counts, (0, pad)).view(groups, 1, group_size)
+        if pad:
+            real = (torch.arange(groups * group_size, device=in_batch.device) < num_pairs).view(groups, 1, group_size)
+            in_batch = in_batch.masked_fill(~real, -torch.inf)
+        parts.insert(0, in_batch.reshape(groups * group_size, group_size)[:num_pairs])
+    log_partition = torch.logsumexp(torch.cat([part.float() for part in parts], dim=1), dim=1)
+    return (log_partition - positive_logits.float()).mean()
 
 
 def bpr_loss(user_embeddings: Tensor, positive_embeddings: Tensor, negative_embeddings: Tensor) -> Tensor:
