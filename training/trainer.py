@@ -1,20 +1,37 @@
 """Mini-batch trainer for the graph part of the hybrid model.
 
-Adam with weight decay, full-catalog softmax or BPR with sampled negatives, early stopping on
-validation recall@K (:func:`evaluation.metrics.recall_at_k` over :func:`hybridrec.topk.select_top_k`
-lists), best-state keeping, resumable checkpoints (resumed only on the config and training data
-they were written for), seed control, CPU or GPU (AMP on GPU), a progress bar and per-epoch logs.
-Each epoch a seeded share of the warm items is trained as cold (``TrainConfig.cold_item_share``).
+Adam with weight decay, full-catalog or sampled softmax or BPR with sampled negatives, early
+stopping on validation recall@K (:mod:`training.validation`), best-state keeping, resumable
+checkpoints (resumed only on the config and training data they were written for), seed control,
+CPU or GPU (AMP on GPU), progress bars and per-epoch logs. Each epoch a seeded share of the warm
+items is trained as cold (``TrainConfig.cold_item_share``).
+
+How a step trains is resolved once per fit from the config and the data's sizes, logged, and
+recorded in :class:`TrainResult` (``negatives``, ``training_mode``):
+
+* full graph, full softmax (small catalogs): a batch of ``batch_size`` users, each scored against
+  every item, after one propagation over the whole graph;
+* full graph, sampled softmax: a batch of interactions (user, positive item), several in-batch
+  groups of ``batch_size`` (:func:`training.sampling.full_graph_pairs_per_step`: the propagation
+  costs at most about the scoring, so an epoch is about linear in the interactions), each scored
+  against its group's positives and ``num_negatives`` drawn items with the logQ correction;
+* neighbour-sampled (large graphs): a batch of ``batch_size`` interactions (``16 x`` for BPR)
+  propagated over the subgraph sampled around its users, positives and negatives
+  (:func:`training.sampling.subgraph_loader`), the loss on those seed nodes.
+
+Measured on Gowalla (29,858 users x 40,981 items, 810k interactions, no content; 2 CPU cores;
+see the commit that added sampled training): the numbers are in ``benchmarks`` notes of that commit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
+import functools
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,122 +40,27 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from evaluation.metrics import RankingMetrics
 from hybridrec.device import resolve_device
-from hybridrec.models.hybrid_gnn import HybridGNN, bpr_loss, normalized_adjacency, sampled_negatives, softmax_loss
-from hybridrec.topk import select_top_k
+from hybridrec.models.hybrid_gnn import (HybridGNN, bpr_loss, normalized_adjacency, normalized_edge_weight,
+                                        sampled_negatives, sampled_softmax_loss, softmax_loss)
 from training.checkpoints import check_resumable, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
+from training.sampling import NegativeSampler, full_graph_pairs_per_step, subgraph_loader
+from training.training_data import GraphTrainingData
+from training.validation import validation_recall, validation_users
 
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last.pt"
-#: Bump when :meth:`GraphTrainingData.fingerprint` changes what it covers.
-FINGERPRINT_FORMAT = 1
-
-
-def _array_bytes(value: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``value`` as a C-contiguous CPU numpy array (bfloat16 by its bit pattern)."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu()
-        if value.dtype == torch.bfloat16:
-            value = value.view(torch.int16)
-        value = value.contiguous().numpy()
-    return np.ascontiguousarray(value)
-
-
-def _digest(arrays: list[torch.Tensor | np.ndarray]) -> str:
-    """SHA-256 over each array's dtype, shape and bytes, in order: equal data, equal digest in every process."""
-    digest = hashlib.sha256()
-    for value in arrays:
-        array = _array_bytes(value)
-        digest.update(f"{array.dtype.str}{array.shape};".encode())
-        digest.update(array.data)
-    return digest.hexdigest()
-
-
-def _csr_arrays(matrix: sp.csr_matrix | None) -> list[np.ndarray]:
-    """A CSR matrix in canonical form (sorted, duplicates summed) as fixed-dtype arrays."""
-    if matrix is None:
-        return [np.zeros(0, dtype=np.int64)]
-    canonical = sp.csr_matrix(matrix, copy=True)
-    canonical.sum_duplicates()
-    return [np.asarray(canonical.shape, dtype=np.int64), canonical.indptr.astype(np.int64),
-            canonical.indices.astype(np.int64), canonical.data.astype(np.float64)]
-
-
-@dataclass
-class GraphTrainingData:
-    """Everything one training step needs, as tensors.
-
-    Attributes:
-        adjacency: normalised sparse adjacency ``[num_nodes, num_nodes]``.
-        content: modality -> item content ``[num_items, d_m]``.
-        present: modality -> ``[num_items]`` bool, whether the item has that modality.
-        user_has_id: ``[num_users]`` bool, users with training interactions.
-        item_has_id: ``[num_items]`` bool, items with training interactions.
-        train: ``[num_users, num_items]`` training interactions (CSR).
-        valid: ``[num_users, num_items]`` held-out validation positives (CSR), or None.
-        edge_index, edge_weight: the edges ``adjacency`` was normalised from (``[2, E]`` with both
-            directions, ``[E]``; kept on the CPU), in :class:`HybridGNN`'s node order ``[users |
-            items | attributes]``; with them, training can take items' interaction edges out
-            (``TrainConfig.cold_item_share``). None: no cold-item simulation.
-    """
-
-    adjacency: torch.Tensor
-    content: dict[str, torch.Tensor]
-    present: dict[str, torch.Tensor]
-    user_has_id: torch.Tensor
-    item_has_id: torch.Tensor
-    train: sp.csr_matrix
-    valid: sp.csr_matrix | None = None
-    edge_index: torch.Tensor | None = None
-    edge_weight: torch.Tensor | None = None
-
-    def fingerprint(self) -> dict:
-        """What this data is, for checking that a checkpoint was trained on it.
-
-        Sizes (users, items, attribute nodes, training/validation interactions, graph edges),
-        content dims per block, and two SHA-256 digests over the tensors' bytes: one of the
-        training and validation interactions, the graph edges and weights (the normalised
-        adjacency when no edges are given) and the ID masks; one of the content blocks and their
-        presence masks. Deterministic (same data, same fingerprint in every process) and cheap
-        (one pass over the bytes). Only numbers and strings, so it saves in a checkpoint.
-        """
-        num_users, num_items = self.train.shape
-        if self.edge_index is not None:
-            edges = [self.edge_index.to(torch.int64), self.edge_weight.to(torch.float32)]
-            num_edges = int(self.edge_index.shape[1])
-        elif self.adjacency.layout == torch.strided:
-            edges, num_edges = [self.adjacency], int(torch.count_nonzero(self.adjacency))
-        else:
-            coo = self.adjacency.detach().cpu().to_sparse_coo().coalesce()
-            edges, num_edges = [coo.indices(), coo.values()], int(coo.values().numel())
-        interactions = [*_csr_arrays(self.train), *_csr_arrays(self.valid), *edges,
-                        np.asarray(self.adjacency.shape, dtype=np.int64), self.user_has_id, self.item_has_id]
-        content = []
-        for name in sorted(self.content):
-            content += [np.frombuffer(name.encode(), dtype=np.uint8), self.content[name], self.present[name]]
-        return {
-            "format": FINGERPRINT_FORMAT, "num_users": int(num_users), "num_items": int(num_items),
-            "num_attribute_nodes": int(self.adjacency.shape[0]) - int(num_users) - int(num_items),
-            "train_interactions": int(self.train.nnz),
-            "valid_interactions": 0 if self.valid is None else int(self.valid.nnz), "edges": num_edges,
-            "content_dims": {name: int(block.shape[1]) for name, block in sorted(self.content.items())},
-            "interactions_sha256": _digest(interactions), "content_sha256": _digest(content),
-        }
-
-    def to(self, device: torch.device) -> "GraphTrainingData":
-        return dataclasses.replace(
-            self, adjacency=self.adjacency.to(device),
-            content={k: v.to(device) for k, v in self.content.items()},
-            present={k: v.to(device) for k, v in self.present.items()},
-            user_has_id=self.user_has_id.to(device), item_has_id=self.item_has_id.to(device))
 
 
 @dataclass
 class TrainResult:
-    """What a training run did."""
+    """What a training run did.
+
+    ``negatives`` (``"full"`` or ``"sampled"``) and ``training_mode`` (``"full_graph"`` or
+    ``"neighbor_sampled"``) are the resolved values of the config's ``"auto"`` choices.
+    """
 
     best_epoch: int = 0
     best_score: float = -math.inf
@@ -146,6 +68,28 @@ class TrainResult:
     seconds: float = 0.0
     history: list = field(default_factory=list)
     stopped_early: bool = False
+    negatives: str = "full"
+    training_mode: str = "full_graph"
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How every step of one fit trains, resolved from the config and the data's sizes.
+
+    Attributes:
+        negatives: ``"full"`` or ``"sampled"``.
+        training_mode: ``"full_graph"`` or ``"neighbor_sampled"``.
+        pairs_per_step: interactions per step (sampled softmax and BPR; 0 for the full softmax).
+        sampler: the sampled softmax's negatives (None otherwise).
+        pair_users, pair_items: ``[N]`` the training interactions (user, item) in CSR order.
+    """
+
+    negatives: str
+    training_mode: str
+    pairs_per_step: int = 0
+    sampler: NegativeSampler | None = None
+    pair_users: np.ndarray | None = None
+    pair_items: np.ndarray | None = None
 
 
 def training_device(name: str) -> torch.device:
@@ -158,6 +102,7 @@ def training_device(name: str) -> torch.device:
 
 
 def _rows_dense(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``[len(rows), n_items]`` dense rows: the full softmax's targets only."""
     return torch.from_numpy(matrix[rows].toarray()).to(device)
 
 
@@ -183,43 +128,142 @@ class Trainer:
         self.fresh_checkpoint = fresh_checkpoint
         self.device = training_device(config.device)
 
+    # -- the plan -----------------------------------------------------------------------------
+    def plan(self, data: GraphTrainingData) -> StepPlan:
+        """Resolve ``training_mode`` and ``negatives`` for ``data`` (logged) and size the steps."""
+        config = self.config
+        num_items = data.train.shape[1]
+        num_edges = data.graph_edges()
+        mode = config.resolved_training_mode(num_edges)
+        negatives = config.resolved_negatives(num_items, mode)
+        logger.info("training: %s (%s edges, full_graph_max_edges=%s), %s negatives (%s items, "
+                    "full_softmax_max_items=%s)", mode, f"{num_edges:,}", f"{config.full_graph_max_edges:,}",
+                    negatives, f"{num_items:,}", f"{config.full_softmax_max_items:,}")
+        if config.loss == "softmax" and negatives == "full":
+            return StepPlan(negatives, mode)
+        coo = data.train.tocoo()
+        users, items = coo.row.astype(np.int64), coo.col.astype(np.int64)
+        if config.loss == "bpr":
+            return StepPlan(negatives, mode, config.batch_size * 16, None, users, items)
+        item_counts = torch.from_numpy(np.bincount(items, minlength=num_items))
+        sampler = NegativeSampler(item_counts, config.num_negatives, config.batch_size)
+        pairs = config.batch_size
+        if mode == "full_graph":
+            candidates = num_items if sampler.covers_catalog else config.batch_size + config.num_negatives
+            pairs = full_graph_pairs_per_step(2 * num_edges, config.num_layers, config.batch_size, candidates)
+        logger.info("sampled softmax: %d interactions per step, in-batch groups of %d, %d drawn negatives (%s)",
+                    pairs, sampler.group_size, config.num_negatives, sampler.distribution)
+        return StepPlan(negatives, mode, pairs, sampler, users, items)
+
     # -- one step ------------------------------------------------------------------------------
-    def _loss(self, model: HybridGNN, data: GraphTrainingData, batch: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    def _loss(self, model: HybridGNN, data: GraphTrainingData, batch: np.ndarray, generator: torch.Generator,
+              plan: StepPlan) -> torch.Tensor:
+        """One full-graph step's loss over ``batch`` (users for the full softmax, else interactions)."""
         config = self.config
         x = model.node_inputs(data.content, data.present, data.user_has_id, data.item_has_id)
         user_embeddings, item_embeddings = model(x, data.adjacency)
-        if config.loss == "softmax":
+        if config.loss == "softmax" and plan.negatives == "full":
             targets = _rows_dense(data.train, batch, self.device)
             return softmax_loss(user_embeddings[torch.from_numpy(batch).to(self.device)], item_embeddings,
                                 targets, config.temperature)
-        coo = data.train.tocoo()
-        users = torch.from_numpy(coo.row[batch].astype(np.int64)).to(self.device)
-        positives = torch.from_numpy(coo.col[batch].astype(np.int64)).to(self.device)
-        negatives = sampled_negatives(len(batch), model.num_items, generator).to(self.device)
-        return bpr_loss(user_embeddings[users], item_embeddings[positives], item_embeddings[negatives])
+        users = torch.from_numpy(plan.pair_users[batch]).to(self.device)
+        positives = torch.from_numpy(plan.pair_items[batch]).to(self.device)
+        if config.loss == "bpr":
+            negatives = sampled_negatives(len(batch), model.num_items, generator).to(self.device)
+            return bpr_loss(user_embeddings[users], item_embeddings[positives], item_embeddings[negatives])
+        negatives = plan.sampler.draw(generator).to(self.device)
+        return sampled_softmax_loss(user_embeddings[users], item_embeddings[positives], item_embeddings[negatives],
+                                    config.temperature, positive_log_counts=plan.sampler.log_counts(positives),
+                                    negative_log_counts=plan.sampler.log_counts(negatives),
+                                    group_size=plan.sampler.group_size)
 
-    def _batches(self, data: GraphTrainingData, generator: torch.Generator) -> list[np.ndarray]:
-        if self.config.loss == "softmax":
+    def _subgraph_loss(self, model: HybridGNN, data: GraphTrainingData, item_has_id: torch.Tensor, batch,
+                       plan: StepPlan) -> torch.Tensor:
+        """One neighbour-sampled step's loss on the seed nodes of ``batch`` (a subgraph, see
+        :func:`training.sampling.subgraph_loader`)."""
+        batch = batch.to(self.device)
+        x = model.subgraph_inputs(batch.n_id, data.content, data.present, data.user_has_id, item_has_id)
+        out = model.propagate_subgraph(x, batch.edge_index, batch.edge_weight)
+        users, positives, negatives = out[batch.src_index], out[batch.dst_pos_index], out[batch.dst_neg_index]
+        if self.config.loss == "bpr":
+            return bpr_loss(users, positives, negatives)
+        positive_items = batch.n_id[batch.dst_pos_index] - model.num_users
+        negative_items = batch.n_id[batch.dst_neg_index] - model.num_users
+        group = None if plan.sampler.covers_catalog else len(users)
+        return sampled_softmax_loss(users, positives, negatives, self.config.temperature,
+                                    positive_log_counts=plan.sampler.log_counts(positive_items),
+                                    negative_log_counts=plan.sampler.log_counts(negative_items), group_size=group)
+
+    def _batches(self, data: GraphTrainingData, generator: torch.Generator, plan: StepPlan) -> list[np.ndarray]:
+        if self.config.loss == "softmax" and plan.negatives == "full":
             pool = np.flatnonzero(np.diff(data.train.indptr) > 0)
         else:
             pool = np.arange(data.train.nnz)
         order = pool[torch.randperm(len(pool), generator=generator).numpy()]
-        size = self.config.batch_size if self.config.loss == "softmax" else self.config.batch_size * 16
+        size = plan.pairs_per_step or self.config.batch_size
         return [order[start:start + size] for start in range(0, len(order), size)]
 
-    def _with_cold_items(self, data: GraphTrainingData, generator: torch.Generator) -> GraphTrainingData:
-        """``data`` for one epoch in which ``cold_item_share`` of the warm items are cold: no ID
-        embedding and no interaction edges (their interactions stay in the loss targets)."""
+    def _epoch_steps(self, model: HybridGNN, data: GraphTrainingData, generator: torch.Generator,
+                     plan: StepPlan) -> Iterator[Callable[[], torch.Tensor]]:
+        """One epoch: a function computing each step's loss, in order (drawn as they come)."""
+        if plan.training_mode == "neighbor_sampled":
+            yield from self._subgraph_steps(model, data, generator, plan)
+            return
+        epoch_data = self._with_cold_items(data, generator)
+        for batch in self._batches(data, generator, plan):
+            yield functools.partial(self._loss, model, epoch_data, batch, generator, plan)
+
+    def _subgraph_steps(self, model: HybridGNN, data: GraphTrainingData, generator: torch.Generator,
+                        plan: StepPlan) -> Iterator[Callable[[], torch.Tensor]]:
+        num_nodes = data.adjacency.shape[0]
+        item_has_id = data.item_has_id
+        if data.edge_index is None:                         # only the normalised adjacency: no cold items
+            coo = data.adjacency.detach().cpu().to_sparse_coo().coalesce()
+            edge_index, normalized = coo.indices(), coo.values()
+        else:
+            edge_index, edge_weight = data.edge_index, data.edge_weight
+            chosen = self._draw_cold_items(data, generator)
+            if chosen is not None:
+                kept = ~self._interaction_edges_of(data, chosen)
+                edge_index, edge_weight = edge_index[:, kept], edge_weight[kept]
+                item_has_id = item_has_id.clone()
+                item_has_id[chosen.to(item_has_id.device)] = False
+            normalized = normalized_edge_weight(edge_index, edge_weight, num_nodes)
+        pairs = torch.from_numpy(np.stack([plan.pair_users, plan.pair_items + model.num_users]))
+        sampler = plan.sampler
+        if self.config.loss == "bpr":
+            sampler = NegativeSampler(torch.ones(model.num_items), 1, 0, "uniform")
+        loader = subgraph_loader(edge_index, normalized, num_nodes, pairs, num_neighbors=self.config.fanouts,
+                                 batch_size=plan.pairs_per_step, generator=generator, negatives=sampler,
+                                 item_offset=model.num_users, negatives_per_pair=self.config.loss == "bpr")
+        for batch in loader:
+            yield functools.partial(self._subgraph_loss, model, data, item_has_id, batch, plan)
+
+    def _draw_cold_items(self, data: GraphTrainingData, generator: torch.Generator) -> torch.Tensor | None:
+        """The warm items trained as cold this epoch (None: no cold-item simulation)."""
         share = self.config.cold_item_share
         if share <= 0 or data.edge_index is None:
-            return data
+            return None
         warm = torch.nonzero(data.item_has_id.cpu()).squeeze(1)
-        chosen = warm[torch.randperm(len(warm), generator=generator)[: int(share * len(warm))]]
+        return warm[torch.randperm(len(warm), generator=generator)[: int(share * len(warm))]]
+
+    @staticmethod
+    def _interaction_edges_of(data: GraphTrainingData, chosen: torch.Tensor) -> torch.Tensor:
+        """``[E]`` bool: the user–item edges (both directions) of the items ``chosen``."""
         num_users, num_nodes = len(data.user_has_id), data.adjacency.shape[0]
         cold_node = torch.zeros(num_nodes, dtype=torch.bool)
         cold_node[chosen + num_users] = True
         source, target = data.edge_index
-        interaction = ((source < num_users) & cold_node[target]) | ((target < num_users) & cold_node[source])
+        return ((source < num_users) & cold_node[target]) | ((target < num_users) & cold_node[source])
+
+    def _with_cold_items(self, data: GraphTrainingData, generator: torch.Generator) -> GraphTrainingData:
+        """``data`` for one epoch in which ``cold_item_share`` of the warm items are cold: no ID
+        embedding and no interaction edges (their interactions stay in the loss targets)."""
+        chosen = self._draw_cold_items(data, generator)
+        if chosen is None:
+            return data
+        interaction = self._interaction_edges_of(data, chosen)
+        num_nodes = data.adjacency.shape[0]
         adjacency = normalized_adjacency(data.edge_index[:, ~interaction], data.edge_weight[~interaction], num_nodes)
         item_has_id = data.item_has_id.clone()
         item_has_id[chosen.to(item_has_id.device)] = False
@@ -228,25 +272,21 @@ class Trainer:
     # -- validation ----------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self, model: HybridGNN, data: GraphTrainingData) -> float:
-        """Recall@``eval_k`` on ``data.valid`` ranking all items not in ``data.train``.
+        """Recall@``eval_k`` on ``data.valid`` ranking all items not in ``data.train``, after a
+        full-graph propagation (:mod:`training.validation`).
 
-        The lists keep ``torch.topk``'s own tie order (``ties="backend"``): early stopping, hence
-        the model, was decided by it.
+        Every validation user up to ``full_softmax_max_items`` items (exact); a seeded sample of
+        users above, scored in memory-bounded blocks.
         """
         model.eval()
         x = model.node_inputs(data.content, data.present, data.user_has_id, data.item_has_id)
         user_embeddings, item_embeddings = model(x, data.adjacency)
-        users = np.flatnonzero(np.diff(data.valid.indptr) > 0)
-        metrics = RankingMetrics((self.config.eval_k,), model.num_items, metrics=("recall",))
-        for start in range(0, len(users), 1024):
-            batch = users[start:start + 1024]
-            scores = (user_embeddings[torch.from_numpy(batch).to(self.device)] @ item_embeddings.T).float().cpu()
-            seen = data.train[batch].tocoo()
-            scores[torch.from_numpy(seen.row.astype(np.int64)), torch.from_numpy(seen.col.astype(np.int64))] = -torch.inf
-            _, top = select_top_k(scores, self.config.eval_k, ties="backend")
-            metrics.update(torch.from_numpy(top), torch.from_numpy(data.valid[batch].toarray() > 0))
+        exact = model.num_items <= self.config.full_softmax_max_items
+        users = validation_users(data.valid, exact=exact, seed=self.config.seed)
+        score = validation_recall(user_embeddings, item_embeddings, data.train, data.valid, users,
+                                  self.config.eval_k, exact=exact)
         model.train()
-        return metrics.compute()[f"recall@{self.config.eval_k}"]
+        return score
 
     # -- loop ----------------------------------------------------------------------------------
     def fit(self, model: HybridGNN, data: GraphTrainingData) -> TrainResult:
@@ -265,28 +305,33 @@ class Trainer:
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         use_amp = config.amp and self.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        plan = self.plan(data)
         result = TrainResult()
         best_state = None
         start_epoch, stale = 0, 0
         resumed = self._resume(model, optimizer, generator, fingerprint)
         if resumed is not None:
             start_epoch, result, best_state, stale = resumed
+        result.negatives, result.training_mode = plan.negatives, plan.training_mode
         started = time.perf_counter()
         epochs = range(start_epoch, config.epochs)
         bar = tqdm(epochs, desc="train", unit="epoch", disable=not self.progress, leave=False)
         for epoch in bar:
-            total, steps = 0.0, 0
-            epoch_data = self._with_cold_items(data, generator)
-            for batch in self._batches(data, generator):
+            total, steps, epoch_started = 0.0, 0, time.perf_counter()
+            step_bar = tqdm(desc=f"epoch {epoch + 1}", unit="step", disable=not self.progress, leave=False)
+            for step_loss in self._epoch_steps(model, data, generator, plan):
                 autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
                 with autocast:
-                    loss = self._loss(model, epoch_data, batch, generator)
+                    loss = step_loss()
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 total += loss.item()
                 steps += 1
+                step_bar.update()
+            step_bar.close()
+            epoch_seconds = time.perf_counter() - epoch_started
             entry = {"epoch": epoch + 1, "loss": total / max(steps, 1)}
             validate_now = data.valid is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs)
             if validate_now:
@@ -299,7 +344,8 @@ class Trainer:
                     stale += 1
             result.history.append(entry)
             result.epochs_run = epoch + 1
-            logger.info("epoch %s", " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
+            logger.info("epoch %s (%d steps, %.1f s training)", " ".join(
+                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()), steps, epoch_seconds)
             bar.set_postfix({k: round(v, 4) for k, v in entry.items() if k != "epoch"})
             if validate_now:
                 self._save(model, optimizer, generator, epoch + 1, result, best_state, stale, fingerprint)
