@@ -13,7 +13,8 @@ subprocess of its own so that its peak resident memory is its own:
   pairs of ``segment_truths`` of the ``given`` split, as ``hybridrec evaluate --split given``
   does; at most ``--eval-users`` seeded test users). The hybrid model then exports the top-50
   similar items of every item through ``export_model_similar_items(..., approx="faiss")``, the path
-  of ``hybridrec export-similar --approx faiss``, and its recall@50 against exact on a sample.
+  of ``hybridrec export-similar --approx faiss``, and its recall@50 against exact on a sample
+  (the sparse head alone exports too).
 
 Methods: ``hybridrec`` (``HybridRecommender()`` defaults), ``sparse-head`` (the sparse CF head
 alone: ``HybridRecommender(cf_head="sparse", use_gnn=False)``) and ``popularity``.
@@ -285,7 +286,7 @@ def run(args: argparse.Namespace) -> dict:
         for method in args.methods:
             argv = ["--one", method, *common, "--eval-users", str(args.eval_users),
                     "--recall-sample", str(args.recall_sample)]
-            if method == "hybridrec" and not args.no_export:
+            if method in ("hybridrec", "sparse-head") and not args.no_export:
                 argv.append("--export")
             if args.keep_exports:
                 argv.append("--keep-export")

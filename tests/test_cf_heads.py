@@ -58,10 +58,10 @@ def _reference_ease(matrix: sp.csr_matrix, l2: float) -> np.ndarray:
     return weights
 
 
-def test_float32_in_place_ease_matches_float64_and_keeps_one_buffer(positives, monkeypatch):
+def test_float32_ease_matches_float64_in_two_buffers(positives, monkeypatch):
     train, _ = positives
     reference = _reference_ease(train, 250.0)
-    monkeypatch.setattr(ease, "BLOCK_ITEMS", 100)  # several blocks of the Gram and mirror steps
+    monkeypatch.setattr(ease, "BLOCK_ITEMS", 100)  # several blocks of the Gram and the inverse
     tracemalloc.start()
     weights = ease.fit_ease(train, 250.0)
     _, peak = tracemalloc.get_traced_memory()
@@ -69,9 +69,9 @@ def test_float32_in_place_ease_matches_float64_and_keeps_one_buffer(positives, m
     assert weights.dtype == np.float32
     assert np.abs(weights - reference).max() < 1e-4 * np.abs(reference).max()
     assert np.allclose(np.diag(weights), 0.0)
-    # One float32 items x items buffer plus per-block temporaries (the float64 inverse it replaces
-    # held about four float64 ones: 8x this buffer).
-    assert peak < 1.8 * weights.nbytes
+    # Two float32 items x items buffers plus per-block temporaries (the float64 inverse it replaces
+    # held about four float64 ones: 8x this buffer). The factor overwrites the Gram buffer in place.
+    assert peak < 2.8 * weights.nbytes
 
 
 def test_ease_refuses_a_singular_gram():

@@ -12,23 +12,23 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.linalg import lapack
 
 from hybridrec.errors import HybridRecError
 
 
-#: Columns of the Gram matrix built, and rows mirrored after the in-place inverse, per step
-#: (bounds the temporaries beside the one dense buffer).
+#: Columns of the Gram matrix built, and of its inverse solved, per step (bounds the temporaries
+#: beside the two dense buffers).
 BLOCK_ITEMS = 2048
 
 
 def fit_ease(user_items: sp.spmatrix, l2: float = 250.0, item_power: float = 0.25,
              user_power: float = 0.25, device: str | torch.device = "cpu") -> np.ndarray:
-    """Closed-form EASE weights, in float32 with one ``[n_items, n_items]`` buffer.
+    """Closed-form EASE weights, in float32 with two ``[n_items, n_items]`` buffers.
 
-    The Gram matrix is inverted in place by a Cholesky factorisation (LAPACK ``spotrf`` /
-    ``spotri``), so peak memory is one float32 items x items matrix (6.7 GB at 41k items) plus
-    the sparse input; on a CUDA ``device`` the same is done with ``torch.linalg``.
+    The Gram matrix is factorised in place (``torch.linalg.cholesky``, MKL), then its inverse is
+    solved a block of columns at a time into a second buffer, so peak memory is two float32
+    items x items matrices (13.4 GB at 41k items) plus the sparse input; on a CUDA ``device`` the
+    same runs on the GPU.
 
     Args:
         user_items: binary or weighted interactions ``[n_users, n_items]``.
@@ -59,35 +59,28 @@ def fit_ease(user_items: sp.spmatrix, l2: float = 250.0, item_power: float = 0.2
     # Keep λ comparable across scalings: rescale it by the ratio of mean Gram diagonals.
     scale = gram.diagonal().astype(np.float64).mean() / max(raw_diagonal.mean(), 1e-12)
     gram[np.diag_indices_from(gram)] += np.float32(l2 * scale)
-    device = torch.device(device)
-    if device.type == "cuda":
-        on_device = torch.from_numpy(gram).to(device)
-        precision = torch.cholesky_inverse(torch.linalg.cholesky(on_device))
-        gram = precision.cpu().numpy()
-        del on_device, precision
-    else:
-        _invert_in_place(gram)
-    diagonal = gram.diagonal().copy()
-    gram /= -diagonal[None, :]
-    np.fill_diagonal(gram, 0.0)
-    return gram
+    precision = _inverse(gram, torch.device(device))
+    del gram
+    diagonal = precision.diagonal().copy()
+    precision /= -diagonal[None, :]
+    np.fill_diagonal(precision, 0.0)
+    return precision
 
 
-def _invert_in_place(gram: np.ndarray) -> None:
-    """Overwrite the symmetric positive definite C-ordered ``gram`` ``[n, n]`` (float32) with its inverse."""
-    # ``gram.T`` is the same symmetric matrix in Fortran order, so LAPACK works on the buffer itself.
-    factor, info = lapack.spotrf(gram.T, lower=0, clean=0, overwrite_a=1)
-    if info != 0:
-        raise HybridRecError(f"EASE: the regularised Gram matrix is not positive definite (LAPACK info {info}); "
-                             "use a larger l2")
-    inverse, info = lapack.spotri(factor, lower=0, overwrite_c=1)
-    if info != 0 or not np.shares_memory(inverse, gram):
-        raise HybridRecError(f"EASE: the in-place inverse failed (LAPACK info {info})")
-    # spotri filled the upper triangle of the Fortran view, i.e. the lower triangle of ``gram``:
-    # mirror it into the upper one, a block of rows at a time.
+def _inverse(gram: np.ndarray, device: torch.device) -> np.ndarray:
+    """The inverse of the symmetric positive definite ``gram`` ``[n, n]`` (float32), which is
+    overwritten by its Cholesky factor."""
     n = len(gram)
+    on_device = torch.from_numpy(gram) if device.type == "cpu" else torch.from_numpy(gram).to(device)
+    factor = on_device.mT  # the same symmetric matrix, column-major: LAPACK works on the buffer itself
+    _, info = torch.linalg.cholesky_ex(factor, out=(factor, torch.empty((), dtype=torch.int32, device=device)))
+    if int(info) != 0:
+        raise HybridRecError(f"EASE: the regularised Gram matrix is not positive definite (leading minor {int(info)}); "
+                             "use a larger l2")
+    precision = np.empty((n, n), dtype=np.float32)
     for start in range(0, n, BLOCK_ITEMS):
         stop = min(start + BLOCK_ITEMS, n)
-        block = gram[start:stop, start:stop]
-        block[np.triu_indices(stop - start, 1)] = block.T[np.triu_indices(stop - start, 1)]
-        gram[start:stop, stop:] = gram[stop:, start:stop].T
+        identity = torch.zeros(n, stop - start, device=factor.device)
+        identity[torch.arange(start, stop), torch.arange(stop - start)] = 1.0
+        precision[:, start:stop] = torch.cholesky_solve(identity, factor).cpu().numpy()
+    return precision
