@@ -221,8 +221,8 @@ class GraphFilterHead:
         rows = self.cooccurrence_[index]
         entry_row = torch.from_numpy(np.repeat(np.arange(len(index)), np.diff(rows.indptr)))
         entries = torch.from_numpy(rows.data.astype(np.float64))
-        entry_low = self.alpha * (coordinates[torch.from_numpy(rows.indices.astype(np.int64))].double()
-                                  * query64[entry_row]).sum(1)
+        entry_low = self.alpha * (coordinates[torch.from_numpy(rows.indices.astype(np.int64))]
+                                  * query[entry_row]).sum(1).double()
         zeros = torch.zeros(len(index), dtype=torch.float64)
         sparse_sum = zeros.index_add(0, entry_row, entries)
         sparse_square = zeros.index_add(0, entry_row, entries ** 2)
