@@ -82,5 +82,7 @@ def _inverse(gram: np.ndarray, device: torch.device) -> np.ndarray:
         stop = min(start + BLOCK_ITEMS, n)
         identity = torch.zeros(n, stop - start, device=factor.device)
         identity[torch.arange(start, stop), torch.arange(stop - start)] = 1.0
-        precision[:, start:stop] = torch.cholesky_solve(identity, factor).cpu().numpy()
+        # Two triangular solves, P = L^-T L^-1: torch.cholesky_solve would copy the whole factor per call.
+        lower_solved = torch.linalg.solve_triangular(factor, identity, upper=False)
+        precision[:, start:stop] = torch.linalg.solve_triangular(factor.mT, lower_solved, upper=True).cpu().numpy()
     return precision
