@@ -5,9 +5,11 @@ Three parts, each measurable alone (see ``benchmarks/model_vs_peers.py``):
 * **CF head** (item–item, closed form): EASE on the training interactions. It carries most of
   the warm accuracy. Cold items get predicted EASE columns from their content through two linear
   maps (ridge onto warm columns, and the reconstruction objective itself; see
-  :mod:`hybridrec.models.content_map`), so they land in the same collaborative space.
+  :mod:`hybridrec.models.content_map`), so they land in the same collaborative space. Catalogs
+  above ``max_ease_items`` get the sparse head instead (:mod:`hybridrec.models.graph_filter`).
 * **GNN**: a content-initialised LightGCN over the user–item–attribute graph trained with a
-  full-catalog softmax (:mod:`hybridrec.models.hybrid_gnn`). It adds higher-order collaborative
+  full-catalog softmax, or a sampled one on large catalogs (:mod:`hybridrec.models.hybrid_gnn`,
+  :mod:`training.sampling`). It adds higher-order collaborative
   signal to warm users, serves cold users from their attribute nodes and cold items from their
   content and attribute nodes (ID dropout trains that path).
 * **Fusion**: per user, the z-scored CF and GNN scores are summed with ``gnn_weight``.
@@ -23,22 +25,28 @@ import inspect
 import logging
 import resource
 import time
-import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import tomllib
 import torch
 
 from hybridrec.errors import HybridRecError
 from hybridrec.graph import RecGraph, build_graph
-from hybridrec.item_content import ItemContent, align_image_with_text, attribute_flags, encode_item_content
+from hybridrec.item_content import (
+    ItemContent,
+    align_image_with_text,
+    attribute_flags,
+    encode_item_content,
+)
 from hybridrec.models.cf_head import DenseEASEHead
 from hybridrec.models.graph_filter import GraphFilterHead
 from hybridrec.models.hybrid_gnn import HybridGNN, normalized_adjacency
 from hybridrec.recommender_base import RecommenderBase, top_k_frame
+from hybridrec.recommender_similarity import HybridSimilarity, zscore_rows
 from hybridrec.tables import ColumnRoles, RecDataset, infer_attribute_roles
 from hybridrec.topk import ranked_top_k
 from hybridrec.tuning import select_block_weights, select_ease_l2, validation_holdout
@@ -52,23 +60,7 @@ logger = logging.getLogger(__name__)
 CF_HEADS = ("auto", "dense", "sparse")
 
 
-def _zscore_with(values: torch.Tensor, row_sum: torch.Tensor, row_square_sum: torch.Tensor, n: int) -> torch.Tensor:
-    """``values`` ``[b, c]`` standardised by rows of ``n`` entries with these sums and sums of squares
-    ``[b]`` (float64): the same as :func:`_zscore` of the full rows, gathered."""
-    mean = row_sum / n
-    std = ((row_square_sum - n * mean ** 2) / max(n - 1, 1)).clamp(min=0.0).sqrt()
-    mean, std = mean.float()[:, None], std.float()[:, None]
-    return torch.where(std > 0, (values - mean) / std.clamp(min=1e-12), torch.zeros_like(values))
-
-
-def _zscore(scores: torch.Tensor) -> torch.Tensor:
-    """Standardise each row ``[b, n]``; constant rows become zeros."""
-    mean = scores.mean(dim=1, keepdim=True)
-    std = scores.std(dim=1, keepdim=True)
-    return torch.where(std > 0, (scores - mean) / std.clamp(min=1e-12), torch.zeros_like(scores))
-
-
-class HybridRecommender(RecommenderBase):
+class HybridRecommender(HybridSimilarity, RecommenderBase):
     """Graph-based hybrid recommender with warm and cold-start support.
 
     All arguments are keyword-only and stored unchanged (scikit-learn style).
@@ -188,7 +180,7 @@ class HybridRecommender(RecommenderBase):
             users: pd.DataFrame | None = None, *, item_text_cols: Sequence[str] | None = None,
             item_image_col: str | None = None, item_attr_cols: Sequence[str] | None = None,
             user_attr_cols: Sequence[str] | None = None, checkpoint_dir: str | Path | None = None,
-            fresh_checkpoint: bool = False) -> "HybridRecommender":
+            fresh_checkpoint: bool = False) -> HybridRecommender:
         """Fit on ``interactions`` (user_id, item_id, optional weight/timestamp) and the catalogs.
 
         Args:
@@ -371,14 +363,14 @@ class HybridRecommender(RecommenderBase):
         has_cf = self.item_weights_ is not None or getattr(self, "cf_filter_", None) is not None
         if has_cf:
             raw = history @ self.item_weights_ if self.item_weights_ is not None else self.cf_filter_.score(history)
-            cf = _zscore(raw)
+            cf = zscore_rows(raw)
             has_history = history.sum(dim=1, keepdim=True) > 0
-            popularity = _zscore(self.item_popularity_.expand(len(history), -1))
+            popularity = zscore_rows(self.item_popularity_.expand(len(history), -1))
             scores = torch.where(has_history, cf, self.popularity_weight * popularity)
         if self.item_embeddings_ is not None:
             cold_weight = self.cold_gnn_weight if has_cf else self.gnn_weight
             weight = torch.where(self.item_popularity_ > 0, self.gnn_weight, cold_weight)
-            scores = scores + weight * _zscore(user_embeddings @ self.item_embeddings_.T)
+            scores = scores + weight * zscore_rows(user_embeddings @ self.item_embeddings_.T)
         return scores
 
     def score_users(self, user_index: np.ndarray) -> torch.Tensor:
@@ -421,91 +413,6 @@ class HybridRecommender(RecommenderBase):
         values, indices = ranked_top_k(scores, k)
         frame = top_k_frame(values, indices, np.array(["history"], dtype=object), self.item_ids_, "user_id", "item_id")
         return frame.drop(columns=["user_id"])
-
-    #: ``similar_items`` blends embedding cosine with co-occurrence: the vectors only propose candidates.
-    similarity_is_vector_cosine = False
-
-    def item_vectors(self) -> torch.Tensor:
-        """Candidate vectors ``[n_items, d]`` of an approximate ``similar_items`` search
-        (``export-similar --approx faiss``), which :meth:`item_similarity` then re-ranks exactly: the
-        L2-normalised GNN item embeddings, concatenated with the sparse head's low-rank item
-        coordinates (normalised) when it has them, each part scaled by ``1/sqrt(parts)`` so the inner
-        product is the mean of the parts' cosines.
-
-        Raises:
-            HybridRecError: for a model with neither (``use_gnn=False`` with the dense EASE head).
-        """
-        self._check_fitted()
-        parts = []
-        if self.item_embeddings_ is not None:
-            parts.append(torch.nn.functional.normalize(self.item_embeddings_, dim=1))
-        if getattr(self, "cf_filter_", None) is not None:
-            parts.append(torch.nn.functional.normalize(self.cf_filter_.item_vectors(), dim=1))
-        if not parts:
-            raise HybridRecError("this HybridRecommender was fitted with use_gnn=False and the dense EASE head: it "
-                                 "has no item vectors; export its similar items exactly (without --approx)")
-        return torch.cat(parts, dim=1) / len(parts) ** 0.5
-
-    def item_similarity(self, item_index: np.ndarray) -> torch.Tensor:
-        index = torch.from_numpy(np.asarray(item_index))
-        similarity = torch.zeros(len(index), len(self.item_ids_))
-        if self.item_embeddings_ is not None:
-            normed = torch.nn.functional.normalize(self.item_embeddings_, dim=1)
-            similarity = _zscore(normed[index] @ normed.T)
-        if self.item_weights_ is not None:
-            cooccurrence = (self.item_weights_[index] + self.item_weights_[:, index].T) / 2
-            similarity = similarity + _zscore(cooccurrence)
-        elif getattr(self, "cf_filter_", None) is not None:
-            similarity = similarity + _zscore(self.cf_filter_.item_similarity(np.asarray(item_index)))
-        return similarity
-
-    #: Queries scored per step by :meth:`item_similarity_pairs` (bounds its ``[b, c, d]`` gathers).
-    PAIR_BLOCK_QUERIES = 64
-
-    def item_similarity_pairs(self, item_index: np.ndarray, columns: np.ndarray) -> torch.Tensor:
-        """:meth:`item_similarity` at ``columns`` ``[b, c]`` (``-1``: none) only: ``[b, c]``.
-
-        The z-scores use each full row's mean and standard deviation, computed from moment
-        matrices of the embeddings and low-pass factors (the dense EASE head's rows are formed:
-        that head only serves catalogs small enough), so a two-stage export never forms a
-        ``[b, n_items]`` row for the GNN or the sparse head.
-        """
-        self._check_fitted()
-        item_index, columns = np.asarray(item_index, dtype=np.int64), np.asarray(columns, dtype=np.int64)
-        blocks = [self._similarity_pairs_block(item_index[start:start + self.PAIR_BLOCK_QUERIES],
-                                               columns[start:start + self.PAIR_BLOCK_QUERIES])
-                  for start in range(0, len(item_index), self.PAIR_BLOCK_QUERIES)]
-        return torch.cat(blocks) if blocks else torch.zeros(0, columns.shape[1])
-
-    def _similarity_pairs_block(self, item_index: np.ndarray, columns: np.ndarray) -> torch.Tensor:
-        safe = torch.from_numpy(np.maximum(columns, 0))
-        index = torch.from_numpy(item_index)
-        similarity = torch.zeros(columns.shape)
-        if self.item_embeddings_ is not None:
-            normed = torch.nn.functional.normalize(self.item_embeddings_, dim=1)
-            if getattr(self, "_embedding_moments", None) is None:
-                self._embedding_moments = (normed.double().sum(0), (normed.T.double() @ normed.double()))
-            total, gram = self._embedding_moments
-            query = normed[index]
-            values = torch.bmm(normed[safe], query[:, :, None])[..., 0]
-            similarity = _zscore_with(values, query.double() @ total, ((query.double() @ gram) * query.double()).sum(1),
-                                      len(normed))
-        if self.item_weights_ is not None:
-            rows = (self.item_weights_[index] + self.item_weights_[:, index].T) / 2
-            similarity = similarity + torch.gather(_zscore(rows), 1, safe)
-        elif getattr(self, "cf_filter_", None) is not None:
-            values, mean, std = self.cf_filter_.similarity_pairs(item_index, columns)
-            similarity = similarity + torch.where(std[:, None] > 0, (values - mean[:, None]) / std.clamp(min=1e-12)[:, None],
-                                                  torch.zeros(()))
-        return torch.where(torch.from_numpy(columns >= 0), similarity, torch.zeros(()))
-
-    def similar_item_candidates(self, item_index: np.ndarray) -> np.ndarray:
-        """``[b, m]`` extra two-stage candidates (``-1`` padded): the items each query co-occurs with
-        in the sparse head; an empty ``[b, 0]`` for the other heads."""
-        self._check_fitted()
-        if getattr(self, "cf_filter_", None) is None:
-            return np.zeros((len(item_index), 0), dtype=np.int64)
-        return self.cf_filter_.neighbors_of(item_index)
 
     # -- persistence -----------------------------------------------------------------------------
     _STATE = ("item_popularity_", "item_weights_", "user_embeddings_", "item_embeddings_", "item_layers_",
