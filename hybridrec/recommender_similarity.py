@@ -97,9 +97,11 @@ class HybridSimilarity:
         similarity = torch.zeros(columns.shape)
         if self.item_embeddings_ is not None:
             normed = torch.nn.functional.normalize(self.item_embeddings_, dim=1)
-            if getattr(self, "_embedding_moments", None) is None:
-                self._embedding_moments = (normed.double().sum(0), (normed.T.double() @ normed.double()))
-            total, gram = self._embedding_moments
+            cached = getattr(self, "_embedding_moments", None)
+            if cached is None or cached[0] is not self.item_embeddings_:  # refitted or reloaded: recompute
+                cached = self._embedding_moments = (self.item_embeddings_, normed.double().sum(0),
+                                                    normed.T.double() @ normed.double())
+            _, total, gram = cached
             query = normed[index]
             values = torch.bmm(normed[safe], query[:, :, None])[..., 0]
             similarity = zscore_with_moments(values, query.double() @ total, ((query.double() @ gram) * query.double()).sum(1),
