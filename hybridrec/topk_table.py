@@ -363,6 +363,8 @@ class ExportSummary:
     method: str = "exact"
     recall_at_k: float | None = None
     shard: dict = field(default_factory=dict)
+    #: How it ran when not in this process alone (the Ray engine: ``blocks``, ``cpus``).
+    engine: dict = field(default_factory=dict)
 
     @property
     def queries_per_second(self) -> float:

@@ -14,7 +14,7 @@ from hybridrec.features.image_paths import resolve_image_paths
 from hybridrec.id_map import IdMap
 
 from hybridrec.cli.id_files import add_encoding_argument, read_id_file
-from hybridrec.cli.shard_merge import threads_and_merge
+from hybridrec.cli.shard_merge import add_engine_arguments, engine_note, run_export, threads_and_merge
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_engine_arguments(parser, "query items")
     content = parser.add_argument_group("content-only (--items)")
     content.add_argument("--item-id-col", default="item_id", help="item id column (default item_id)")
     content.add_argument("--text-cols", metavar="COLS", help="comma-separated text columns")
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         summary = _export_from_content(args, options)
     rate = summary.queries_per_second
     print(f"wrote {summary.n_rows:,} rows for {summary.n_queries:,} items to {summary.path} "
-          f"in {summary.seconds:.1f} s ({rate:,.0f} items/s, {summary.method})")
+          f"in {summary.seconds:.1f} s ({rate:,.0f} items/s, {summary.method}{engine_note(summary)})")
     if summary.recall_at_k is not None:
         print(f"recall@{args.k} of the approximate search against exact "
               f"({min(args.recall_sample, summary.n_queries)} sampled items): {summary.recall_at_k:.4f}")
@@ -112,7 +113,8 @@ def _export_from_model(args: argparse.Namespace, options: dict):
         options["candidate_ids"] = read_id_file(args.candidates, model.item_ids_, encoding=args.encoding)
     if args.items_list:
         options["query_ids"] = read_id_file(args.items_list, model.item_ids_, encoding=args.encoding)
-    return export_model_similar_items(model, args.out, metric=args.metric, source=str(args.model), **options)
+    return run_export(args, export_model_similar_items, model=model, metric=args.metric, source=str(args.model),
+                      **options)
 
 
 def _export_from_content(args: argparse.Namespace, options: dict):
@@ -154,8 +156,8 @@ def _export_from_content(args: argparse.Namespace, options: dict):
         options["candidate_ids"] = read_id_file(args.candidates, item_ids, encoding=args.encoding)
     if args.items_list:
         options["query_ids"] = read_id_file(args.items_list, item_ids, encoding=args.encoding)
-    return export_similar_items(args.out, item_ids, embeddings=vectors, metric="cosine", source=str(args.items),
-                                **options)
+    return run_export(args, export_similar_items, item_ids=item_ids, embeddings=vectors, metric="cosine",
+                      source=str(args.items), **options)
 
 
 def _split_columns(text: str | None) -> list[str]:

@@ -12,7 +12,7 @@ from hybridrec.atomic import check_writable
 from hybridrec.errors import HybridRecError, located
 
 from hybridrec.cli.id_files import add_encoding_argument, coerce_ids, read_id_file
-from hybridrec.cli.shard_merge import threads_and_merge
+from hybridrec.cli.shard_merge import add_engine_arguments, engine_note, run_export, threads_and_merge
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=4096, help="users per batch (default 4096)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_engine_arguments(parser, "users")
     parser.set_defaults(handler=run)
 
 
@@ -63,12 +64,12 @@ def run(args: argparse.Namespace) -> int:
         history = read_history(args.history, model, encoding=args.encoding)
     if args.candidates:
         candidates = read_id_file(args.candidates, model.item_ids_, encoding=args.encoding)
-    summary = export_recommendations(model, args.out, k=args.k, user_ids=user_ids, history=history,
-                                     filter_seen=not args.keep_seen, candidate_ids=candidates, shard=args.shard,
-                                     format=args.format, batch_size=args.batch_size, progress=progress,
-                                     source=str(args.model), overwrite=args.overwrite)
+    summary = run_export(args, export_recommendations, model=model, k=args.k, user_ids=user_ids, history=history,
+                         filter_seen=not args.keep_seen, candidate_ids=candidates, shard=args.shard,
+                         format=args.format, batch_size=args.batch_size, progress=progress,
+                         source=str(args.model), overwrite=args.overwrite)
     print(f"wrote {summary.n_rows:,} recommendations for {summary.n_queries:,} users to {summary.path} "
-          f"in {summary.seconds:.1f} s ({summary.queries_per_second:,.0f} users/s)")
+          f"in {summary.seconds:.1f} s ({summary.queries_per_second:,.0f} users/s{engine_note(summary)})")
     return 0
 
 
