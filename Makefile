@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 # torch/torchvision are pinned in pyproject.toml to the builds on this machine's disk.
 install:
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[test,distributed]"
 
 RUN_DIR := runs/movielens-100k
 
