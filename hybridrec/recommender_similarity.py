@@ -116,10 +116,10 @@ class HybridSimilarity:
         return torch.where(torch.from_numpy(columns >= 0), similarity, torch.zeros(()))
 
     def similar_item_candidates(self, item_index: np.ndarray) -> np.ndarray:
-        """``[b, m]`` extra two-stage candidates (``-1`` padded): the items each query co-occurs with
-        in the sparse head; an empty ``[b, 0]`` for the other heads."""
+        """``[b, m]`` extra two-stage candidates (``-1`` padded): the ``m <= neighbors`` items each
+        query co-occurs with most strongly in the sparse head; an empty ``[b, 0]`` for the other heads."""
         self._check_fitted()
         if getattr(self, "cf_filter_", None) is None:
             return np.zeros((len(item_index), 0), dtype=np.int64)
-        return self.cf_filter_.neighbors_of(item_index)
+        return self.cf_filter_.neighbors_of(item_index, limit=self.cf_filter_.neighbors)
 

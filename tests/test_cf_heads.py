@@ -237,3 +237,21 @@ def test_pair_similarity_with_the_gnn_equals_the_full_rows_gathered(cold_split, 
     expected = torch.gather(model.item_similarity(query), 1, torch.from_numpy(columns))
     assert torch.allclose(model.item_similarity_pairs(query, columns), expected, atol=2e-3)
     assert model.item_vectors().shape == (len(model.item_ids_), 16 + 32)
+
+
+def test_model_candidates_are_the_strongest_co_occurring_items_up_to_neighbors(sparse_fitted):
+    model, _ = sparse_fitted
+    head = model.cf_filter_
+    query = np.argsort(-head.item_degree_)[:20]  # popular items: symmetrised rows longer than `neighbors`
+    every = head.neighbors_of(query)
+    assert every.shape[1] > head.neighbors
+    capped = model.similar_item_candidates(query)
+    assert capped.shape[1] == head.neighbors
+    np.testing.assert_array_equal(capped, every[:, :head.neighbors])
+    strengths = np.asarray(head.cooccurrence_[np.repeat(query, capped.shape[1]), np.maximum(capped, 0).ravel()])
+    strengths = strengths.reshape(capped.shape)
+    valid = capped >= 0
+    dropped = np.asarray(head.cooccurrence_[np.repeat(query, every.shape[1] - head.neighbors),
+                                            np.maximum(every[:, head.neighbors:], 0).ravel()])
+    dropped = np.where(every[:, head.neighbors:] >= 0, dropped.reshape(len(query), -1), -np.inf)
+    assert (np.where(valid, strengths, np.inf).min(axis=1) >= dropped.max(axis=1)).all()

@@ -214,34 +214,57 @@ class GraphFilterHead:
         linear = torch.from_numpy(np.asarray(self.cooccurrence_[sparse_rows, safe.ravel()], dtype=np.float32)
                                   .reshape(columns.shape))
         values = torch.where(torch.from_numpy(columns >= 0), linear + low_pass, torch.zeros(()))
-        # Moments of the full row z_j = s_j + y_j (s: the sparse row of P̃, y: the low-pass row).
+        # Moments of the full row z_j = s_j + y_j (s: the sparse row of P̃, y: the low-pass row):
+        # the sparse row's own sums and its cross term with y are per-item constants.
+        sparse_sum, sparse_square, cross = (torch.from_numpy(part[index]) for part in self.row_moments())
         query64 = query.double()
         low_sum = self.alpha * (query64 @ total)
         low_square = self.alpha ** 2 * ((query64 @ gram) * query64).sum(1)
-        rows = self.cooccurrence_[index]
-        entry_row = torch.from_numpy(np.repeat(np.arange(len(index)), np.diff(rows.indptr)))
-        entries = torch.from_numpy(rows.data.astype(np.float64))
-        entry_low = self.alpha * (coordinates[torch.from_numpy(rows.indices.astype(np.int64))]
-                                  * query[entry_row]).sum(1).double()
-        zeros = torch.zeros(len(index), dtype=torch.float64)
-        sparse_sum = zeros.index_add(0, entry_row, entries)
-        sparse_square = zeros.index_add(0, entry_row, entries ** 2)
-        cross = zeros.index_add(0, entry_row, entries * entry_low)
         mean = (sparse_sum + low_sum) / n_items
         square = sparse_square + low_square + 2 * cross
         variance = ((square - n_items * mean ** 2) / max(n_items - 1, 1)).clamp(min=0.0)
         return values, mean.float(), variance.sqrt().float()
 
-    def neighbors_of(self, item_index: np.ndarray) -> np.ndarray:
-        """``[b, m]`` the items each query co-occurs with in ``P̃`` (``-1`` padded), strongest first."""
+    #: Items per block when :meth:`row_moments` multiplies ``P̃`` by the coordinates (bounds a
+    #: ``[block, rank]`` product).
+    ROW_MOMENT_BLOCK = 16384
+
+    def row_moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per item ``q`` (each ``[n_items]`` float64, cached): the sum and the sum of squares of its
+        sparse row ``s = P̃[q]``, and its cross term with the low-pass row,
+        ``sum_j s_j * alpha * Z_q · Z_j = alpha * Z_q · (P̃ Z)_q``, computed once in blocks of rows so
+        :meth:`similarity_pairs` never gathers a query's whole sparse row."""
+        self._check_fitted()
+        cached = getattr(self, "_row_moments", None)
+        if cached is None:
+            matrix = self.cooccurrence_
+            entries = matrix.data.astype(np.float64)
+            rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+            sparse_sum = np.bincount(rows, weights=entries, minlength=matrix.shape[0])
+            sparse_square = np.bincount(rows, weights=entries ** 2, minlength=matrix.shape[0])
+            coordinates = self.coordinates().astype(np.float64)
+            cross = np.empty(matrix.shape[0])
+            for start in range(0, matrix.shape[0], self.ROW_MOMENT_BLOCK):
+                stop = min(start + self.ROW_MOMENT_BLOCK, matrix.shape[0])
+                product = matrix[start:stop].astype(np.float64) @ coordinates                  # [block, rank]
+                cross[start:stop] = self.alpha * np.einsum("ij,ij->i", product, coordinates[start:stop])
+            cached = self._row_moments = (sparse_sum, sparse_square, cross)
+        return cached
+
+    def neighbors_of(self, item_index: np.ndarray, limit: int | None = None) -> np.ndarray:
+        """``[b, m]`` the items each query co-occurs with in ``P̃`` (``-1`` padded), strongest first;
+        at most ``limit`` per query (``None``: all; symmetrising makes a popular item's row far
+        longer than ``neighbors``)."""
         self._check_fitted()
         rows = self.cooccurrence_[np.asarray(item_index, dtype=np.int64)]
         counts = np.diff(rows.indptr)
-        out = np.full((len(counts), max(int(counts.max(initial=0)), 1)), -1, dtype=np.int64)
+        width = int(counts.max(initial=0)) if limit is None else min(int(counts.max(initial=0)), int(limit))
+        out = np.full((len(counts), max(width, 1)), -1, dtype=np.int64)
         entry_row = np.repeat(np.arange(len(counts)), counts)
         order = np.lexsort((-rows.data, entry_row))
         rank = np.arange(len(order)) - np.repeat(rows.indptr[:-1], counts)
-        out[entry_row[order], rank] = rows.indices[order]
+        kept = rank < out.shape[1]
+        out[entry_row[order][kept], rank[kept]] = rows.indices[order][kept]
         return out
 
     def item_vectors(self) -> Tensor:
@@ -306,7 +329,7 @@ class GraphFilterHead:
         """Write the content-predicted columns of ``cold`` items into ``right_``."""
         self._check_fitted()
         self.right_[:, cold] = self.predict_cold_columns(user_items, content, warm, cold, block_weights)
-        self._coordinates = self._coordinate_moments = None
+        self._coordinates = self._coordinate_moments = self._row_moments = None
 
     # -- persistence -----------------------------------------------------------------------------
     def state(self) -> dict[str, Tensor]:
@@ -332,7 +355,7 @@ class GraphFilterHead:
         self.left_, self.right_ = state["filter_left"].numpy(), state["filter_right"].numpy()
         self.singular_values_ = state["filter_singular_values"].numpy()
         self.item_degree_ = state["filter_item_degree"].numpy().astype(np.float64)
-        self._coordinates = self._coordinate_moments = None
+        self._coordinates = self._coordinate_moments = self._row_moments = None
         if self.item_degree_.shape != (n_items,):
             raise HybridRecError("the saved item degrees of the graph-filter head do not match the catalog")
         if self.left_.shape[0] != n_items or self.right_.shape != self.left_.shape[::-1]:
