@@ -51,6 +51,7 @@ from hybridrec.tables import ColumnRoles, RecDataset, infer_attribute_roles
 from hybridrec.topk import ranked_top_k
 from hybridrec.tuning import select_block_weights, select_ease_l2, validation_holdout
 from training.config import TrainConfig
+from training.distributed import is_main_process, launched_by_torchrun
 from training.trainer import GraphTrainingData, Trainer
 
 logger = logging.getLogger(__name__)
@@ -257,20 +258,33 @@ class HybridRecommender(HybridSimilarity, RecommenderBase):
         self.item_popularity_ = torch.from_numpy(np.log1p(item_counts).astype(np.float32))
         timings = {}
 
-        tick = time.perf_counter()
         self.item_weights_ = self.cf_filter_ = None
-        head_name = self.resolved_cf_head() if self.use_cf else None
-        if head_name is not None:
-            logger.info("CF head: %s (%d items; cf_head=%r, max_ease_items=%d)", head_name, len(self.item_ids_),
-                        self.cf_head, self.max_ease_items)
-            self._fit_cf(binary, content, warm=np.flatnonzero(item_counts > 0), cold=np.flatnonzero(item_counts == 0))
-        timings["cf_head_seconds"] = time.perf_counter() - tick
-
-        tick = time.perf_counter()
         self.user_embeddings_ = self.item_embeddings_ = None
-        if self.use_gnn:
-            self._fit_gnn(graph, content, binary, options["checkpoint_dir"], options["fresh_checkpoint"])
-        timings["gnn_seconds"] = time.perf_counter() - tick
+        head_name = self.resolved_cf_head() if self.use_cf else None
+        # Under torchrun every rank trains the GNN (DDP); the CF head, closed-form and needing no
+        # gradients, is fitted once, on rank 0, the only rank that writes the model, after the GNN
+        # (the other ranks then leave without waiting on it).
+        parallel = launched_by_torchrun()
+        fit_cf = head_name is not None and (not parallel or is_main_process())
+        if parallel and head_name is not None:
+            logger.info("CF head: fitted on rank 0 only, after the GNN (the other ranks train the GNN only; rank 0 "
+                        "writes the model)%s", "" if fit_cf else ": not fitted on this rank")
+
+        def cf_head() -> None:
+            if fit_cf:
+                logger.info("CF head: %s (%d items; cf_head=%r, max_ease_items=%d)", head_name, len(self.item_ids_),
+                            self.cf_head, self.max_ease_items)
+                self._fit_cf(binary, content, warm=np.flatnonzero(item_counts > 0), cold=np.flatnonzero(item_counts == 0))
+
+        def gnn() -> None:
+            if self.use_gnn:
+                self._fit_gnn(graph, content, binary, options["checkpoint_dir"], options["fresh_checkpoint"])
+
+        parts = [("cf_head_seconds", cf_head), ("gnn_seconds", gnn)]
+        for name, fit_part in reversed(parts) if parallel else parts:
+            tick = time.perf_counter()
+            fit_part()
+            timings[name] = time.perf_counter() - tick
         timings["fit_seconds"] = time.perf_counter() - started
         self.fit_timings_ = timings
         result = getattr(self, "train_result_", None) if self.use_gnn else None
@@ -279,6 +293,10 @@ class HybridRecommender(HybridSimilarity, RecommenderBase):
                              "gnn_training_mode": getattr(result, "training_mode", None),
                              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                              **{k: round(v, 2) for k, v in timings.items()}}
+        if result is not None:
+            self.fit_summary_.update(gnn_processes=result.world_size,
+                                     gnn_step_seconds_per_rank=result.step_seconds_per_rank,
+                                     gnn_memory_mb_per_rank=result.memory_mb_per_rank)
         logger.info("fit done: %s", self.fit_summary_)
 
     def resolved_cf_head(self, n_items: int | None = None) -> str:

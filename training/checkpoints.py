@@ -3,6 +3,7 @@ checkpoint belongs to the run about to resume from it (same training config, sam
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -22,8 +23,18 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise HybridRecError(f"{path}: checkpoint not found")
+    return _torch_load(path, path)
+
+
+def read_checkpoint_bytes(payload: bytes, path: str | Path) -> dict:
+    """A checkpoint from the bytes of the file at ``path`` (read elsewhere, e.g. by rank 0 of a
+    torch.distributed group and broadcast); ``path`` names it in errors."""
+    return _torch_load(io.BytesIO(payload), Path(path))
+
+
+def _torch_load(source: Path | io.BytesIO, path: Path):
     try:
-        return torch.load(path, weights_only=True, map_location="cpu")
+        return torch.load(source, weights_only=True, map_location="cpu")
     except Exception as err:  # a truncated or foreign file
         raise HybridRecError(f"{path}: not a readable checkpoint ({err})") from None
 

@@ -46,11 +46,29 @@ import torch
 from tqdm.auto import tqdm
 
 from hybridrec.device import resolve_device
-from hybridrec.models.hybrid_gnn import (HybridGNN, bpr_loss, normalized_adjacency, normalized_edge_weight,
-                                        sampled_negatives, sampled_softmax_loss, softmax_loss)
-from training.checkpoints import check_resumable, load_checkpoint, save_checkpoint
+from hybridrec.models.hybrid_gnn import (
+    HybridGNN,
+    bpr_loss,
+    normalized_adjacency,
+    normalized_edge_weight,
+    sampled_negatives,
+    sampled_softmax_loss,
+    softmax_loss,
+)
+from training import distributed
+from training.checkpoints import (
+    check_resumable,
+    load_checkpoint,
+    read_checkpoint_bytes,
+    save_checkpoint,
+)
 from training.config import TrainConfig
-from training.sampling import NegativeSampler, full_graph_pairs_per_step, subgraph_loader
+from training.distributed import DistributedContext, shard_loss, shard_positions
+from training.sampling import (
+    NegativeSampler,
+    full_graph_pairs_per_step,
+    subgraph_loader,
+)
 from training.training_data import GraphTrainingData
 from training.validation import validation_recall, validation_users
 
@@ -65,6 +83,10 @@ class TrainResult:
 
     ``negatives`` (``"full"`` or ``"sampled"``) and ``training_mode`` (``"full_graph"`` or
     ``"neighbor_sampled"``) are the resolved values of the config's ``"auto"`` choices.
+    ``world_size`` is the number of processes that trained (1 without torch.distributed);
+    ``step_seconds_per_rank`` each rank's mean training seconds per step and
+    ``memory_mb_per_rank`` its peak memory (GPU memory allocated on a GPU, resident set size on
+    the CPU), in rank order.
     """
 
     best_epoch: int = 0
@@ -75,6 +97,9 @@ class TrainResult:
     stopped_early: bool = False
     negatives: str = "full"
     training_mode: str = "full_graph"
+    world_size: int = 1
+    step_seconds_per_rank: list = field(default_factory=list)
+    memory_mb_per_rank: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -132,6 +157,7 @@ class Trainer:
         self.progress = progress
         self.fresh_checkpoint = fresh_checkpoint
         self.device = training_device(config.device)
+        self.context: DistributedContext | None = None
 
     # -- the plan -----------------------------------------------------------------------------
     def plan(self, data: GraphTrainingData) -> StepPlan:
@@ -163,24 +189,43 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------------
     def _loss(self, model: HybridGNN, data: GraphTrainingData, batch: np.ndarray, generator: torch.Generator,
               plan: StepPlan) -> torch.Tensor:
-        """One full-graph step's loss over ``batch`` (users for the full softmax, else interactions)."""
-        config = self.config
+        """One full-graph step's loss over ``batch`` (users for the full softmax, else interactions).
+
+        Under torch.distributed ``batch`` is the global batch: every rank draws what a single
+        process draws for it (the same negatives) and scores its shard (whole in-batch groups of
+        the sampled softmax), the loss rescaled by :func:`training.distributed.shard_loss`.
+        """
+        config, context = self.config, self.context
         x = model.node_inputs(data.content, data.present, data.user_has_id, data.item_has_id)
         user_embeddings, item_embeddings = model(x, data.adjacency)
-        if config.loss == "softmax" and plan.negatives == "full":
-            targets = _rows_dense(data.train, batch, self.device)
-            return softmax_loss(user_embeddings[torch.from_numpy(batch).to(self.device)], item_embeddings,
+        full = config.loss == "softmax" and plan.negatives == "full"
+        unit = (plan.sampler.group_size if plan.sampler is not None else 0) or 1    # sampled softmax: whole groups
+        shard = None if context is None else shard_positions(len(batch), context.rank, context.world_size, unit)
+        rows = batch if shard is None else batch[shard]
+        if full:
+            if not len(rows):                               # an empty shard: no loss, every rank steps
+                return user_embeddings.sum() * 0.0
+            targets = _rows_dense(data.train, rows, self.device)
+            loss = softmax_loss(user_embeddings[torch.from_numpy(rows).to(self.device)], item_embeddings,
                                 targets, config.temperature)
-        users = torch.from_numpy(plan.pair_users[batch]).to(self.device)
-        positives = torch.from_numpy(plan.pair_items[batch]).to(self.device)
+            return loss if shard is None else shard_loss(loss, len(rows), len(batch), context.world_size)
+        users = torch.from_numpy(plan.pair_users[rows]).to(self.device)
+        positives = torch.from_numpy(plan.pair_items[rows]).to(self.device)
+        if config.loss == "bpr":                            # drawn for the global batch: generators stay in step
+            negatives = sampled_negatives(len(batch), model.num_items, generator)
+            negatives = (negatives if shard is None else negatives[torch.from_numpy(shard)]).to(self.device)
+        else:
+            negatives = plan.sampler.draw(generator).to(self.device)
+        if not len(rows):
+            return user_embeddings.sum() * 0.0
         if config.loss == "bpr":
-            negatives = sampled_negatives(len(batch), model.num_items, generator).to(self.device)
-            return bpr_loss(user_embeddings[users], item_embeddings[positives], item_embeddings[negatives])
-        negatives = plan.sampler.draw(generator).to(self.device)
-        return sampled_softmax_loss(user_embeddings[users], item_embeddings[positives], item_embeddings[negatives],
-                                    config.temperature, positive_log_counts=plan.sampler.log_counts(positives),
-                                    negative_log_counts=plan.sampler.log_counts(negatives),
-                                    group_size=plan.sampler.group_size)
+            loss = bpr_loss(user_embeddings[users], item_embeddings[positives], item_embeddings[negatives])
+        else:
+            loss = sampled_softmax_loss(user_embeddings[users], item_embeddings[positives], item_embeddings[negatives],
+                                        config.temperature, positive_log_counts=plan.sampler.log_counts(positives),
+                                        negative_log_counts=plan.sampler.log_counts(negatives),
+                                        group_size=plan.sampler.group_size)
+        return loss if shard is None else shard_loss(loss, len(rows), len(batch), context.world_size)
 
     def _subgraph_loss(self, model: HybridGNN, data: GraphTrainingData, item_has_id: torch.Tensor, batch,
                        plan: StepPlan) -> torch.Tensor:
@@ -209,17 +254,23 @@ class Trainer:
         return [order[start:start + size] for start in range(0, len(order), size)]
 
     def _epoch_steps(self, model: HybridGNN, data: GraphTrainingData, generator: torch.Generator,
-                     plan: StepPlan) -> Iterator[Callable[[], torch.Tensor]]:
-        """One epoch: a function computing each step's loss, in order (drawn as they come)."""
+                     plan: StepPlan) -> Iterator[Callable[[HybridGNN], torch.Tensor]]:
+        """One epoch: a function of the model computing each step's loss, in order (drawn as they come)."""
         if plan.training_mode == "neighbor_sampled":
             yield from self._subgraph_steps(model, data, generator, plan)
             return
         epoch_data = self._with_cold_items(data, generator)
         for batch in self._batches(data, generator, plan):
-            yield functools.partial(self._loss, model, epoch_data, batch, generator, plan)
+            yield functools.partial(self._loss, data=epoch_data, batch=batch, generator=generator, plan=plan)
 
     def _subgraph_steps(self, model: HybridGNN, data: GraphTrainingData, generator: torch.Generator,
-                        plan: StepPlan) -> Iterator[Callable[[], torch.Tensor]]:
+                        plan: StepPlan) -> Iterator[Callable[[HybridGNN], torch.Tensor]]:
+        """Neighbour-sampled steps. Under torch.distributed each rank takes a padded shard of a
+        shared permutation of the interactions (:func:`training.distributed.padded_shard`, so every
+        rank takes the same number of steps) in batches of ``pairs_per_step / world_size``,
+        sampled from a generator of its own (seeded from the shared one: the subgraphs' draws
+        differ in number between ranks). Each rank's loss is its batch's mean (a batch's positives
+        are in-batch negatives of its own pairs only): close to, not bit-equal with, one process."""
         num_nodes = data.adjacency.shape[0]
         item_has_id = data.item_has_id
         if data.edge_index is None:                         # only the normalised adjacency: no cold items
@@ -235,14 +286,21 @@ class Trainer:
                 item_has_id[chosen.to(item_has_id.device)] = False
             normalized = normalized_edge_weight(edge_index, edge_weight, num_nodes)
         pairs = torch.from_numpy(np.stack([plan.pair_users, plan.pair_items + model.num_users]))
+        batch_size, loader_generator, context = plan.pairs_per_step, generator, self.context
+        if context is not None:
+            order = torch.randperm(pairs.shape[1], generator=generator)
+            pairs = pairs[:, distributed.padded_shard(order, context.rank, context.world_size)]
+            batch_size = -(-batch_size // context.world_size)
+            seed = int(torch.randint(2**62, (1,), generator=generator))
+            loader_generator = torch.Generator().manual_seed(seed + context.rank)
         sampler = plan.sampler
         if self.config.loss == "bpr":
             sampler = NegativeSampler(torch.ones(model.num_items), 1, 0, "uniform")
         loader = subgraph_loader(edge_index, normalized, num_nodes, pairs, num_neighbors=self.config.fanouts,
-                                 batch_size=plan.pairs_per_step, generator=generator, negatives=sampler,
+                                 batch_size=batch_size, generator=loader_generator, negatives=sampler,
                                  item_offset=model.num_users, negatives_per_pair=self.config.loss == "bpr")
         for batch in loader:
-            yield functools.partial(self._subgraph_loss, model, data, item_has_id, batch, plan)
+            yield functools.partial(self._subgraph_loss, data=data, item_has_id=item_has_id, batch=batch, plan=plan)
 
     def _draw_cold_items(self, data: GraphTrainingData, generator: torch.Generator) -> torch.Tensor | None:
         """The warm items trained as cold this epoch (None: no cold-item simulation)."""
@@ -297,11 +355,19 @@ class Trainer:
     def fit(self, model: HybridGNN, data: GraphTrainingData) -> TrainResult:
         """Train ``model`` in place; on return it holds the best validated state (or the last).
 
+        Under torchrun (``WORLD_SIZE > 1``, see :mod:`training.distributed`) every rank calls this
+        with the same data and config: the model trains under DDP on each rank's shard of every
+        global batch, rank 0 validates (its score broadcast, so every rank stops at the same epoch)
+        and writes the checkpoints, and every rank ends with the same weights.
+
         Raises:
             HybridRecError: ``checkpoint_dir`` holds a checkpoint of another config or other data
                 (and ``fresh_checkpoint`` is off).
         """
         config = self.config
+        self.context = context = distributed.init_from_env(self.device)
+        if context is not None:
+            self.device = context.device
         fingerprint = self._fingerprint(data)
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
@@ -318,7 +384,8 @@ class Trainer:
         if resumed is not None:
             start_epoch, result, best_state, stale = resumed
         result.negatives, result.training_mode = plan.negatives, plan.training_mode
-        started = time.perf_counter()
+        step_module = model if context is None else distributed.wrap(model, context)
+        started, step_seconds, all_steps = time.perf_counter(), 0.0, 0
         epochs = range(start_epoch, config.epochs)
         bar = tqdm(epochs, desc="train", unit="epoch", disable=not self.progress, leave=False)
         for epoch in bar:
@@ -327,7 +394,7 @@ class Trainer:
             for step_loss in self._epoch_steps(model, data, generator, plan):
                 autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
                 with autocast:
-                    loss = step_loss()
+                    loss = step_module(step_loss) if context is not None else step_loss(model)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -337,10 +404,12 @@ class Trainer:
                 step_bar.update()
             step_bar.close()
             epoch_seconds = time.perf_counter() - epoch_started
-            entry = {"epoch": epoch + 1, "loss": total / max(steps, 1)}
+            step_seconds, all_steps = step_seconds + epoch_seconds, all_steps + steps
+            loss = total / max(steps, 1)
+            entry = {"epoch": epoch + 1, "loss": loss if context is None else distributed.mean_over_ranks(loss, context)}
             validate_now = data.valid is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs)
             if validate_now:
-                score = self.validate(model, data)
+                score = self._validate_once(model, data)
                 entry[f"valid_recall@{config.eval_k}"] = score
                 if score > result.best_score:
                     result.best_score, result.best_epoch, stale = score, epoch + 1, 0
@@ -358,10 +427,29 @@ class Trainer:
                     result.stopped_early = True
                     break
         result.seconds = time.perf_counter() - started
+        self._record_resources(result, step_seconds / max(all_steps, 1))
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()
         return result
+
+    def _validate_once(self, model: HybridGNN, data: GraphTrainingData) -> float:
+        """:meth:`validate` here, or on rank 0 with its score broadcast to every rank."""
+        if self.context is None:
+            return self.validate(model, data)
+        score = self.validate(model, data) if self.context.is_main else 0.0
+        return distributed.broadcast_score(score, self.context)
+
+    def _record_resources(self, result: TrainResult, step_seconds: float) -> None:
+        """Each rank's mean step time and peak memory into ``result`` (gathered from every rank), logged."""
+        row = [step_seconds, distributed.peak_memory_mb(self.device)]
+        rows = [row] if self.context is None else distributed.gather_floats(row, self.context)
+        result.world_size = len(rows)
+        result.step_seconds_per_rank = [round(seconds, 4) for seconds, _ in rows]
+        result.memory_mb_per_rank = [round(memory, 1) for _, memory in rows]
+        logger.info("GNN training on %d process(es): %s s per step, peak memory %s MB (%s) per rank",
+                    result.world_size, result.step_seconds_per_rank, result.memory_mb_per_rank,
+                    "GPU allocated" if self.device.type == "cuda" else "resident set")
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _fingerprint(self, data: GraphTrainingData) -> dict | None:
@@ -374,7 +462,8 @@ class Trainer:
         return fingerprint
 
     def _save(self, model, optimizer, generator, epoch, result, best_state, stale, fingerprint) -> None:
-        if self.checkpoint_dir is None:
+        """Write ``last.pt`` (rank 0 only under torch.distributed: every rank holds the same state)."""
+        if self.checkpoint_dir is None or not (self.context is None or self.context.is_main):
             return
         save_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT, {
             "config": self.config.to_dict(), "data_fingerprint": fingerprint, "epoch": epoch, "stale": stale,
@@ -390,13 +479,9 @@ class Trainer:
             HybridRecError: the checkpoint is unreadable or was written for another config or data.
         """
         path = None if self.checkpoint_dir is None else self.checkpoint_dir / LAST_CHECKPOINT
-        if path is None or not path.exists():
+        state = self._read_checkpoint(path)
+        if state is None:
             return None
-        if self.fresh_checkpoint:
-            logger.warning("%s: not resumed (fresh_checkpoint): training from the start; it is replaced at the "
-                           "first validation run", path)
-            return None
-        state = load_checkpoint(path)
         check_resumable(path, state, config=self.config.to_dict(), fingerprint=fingerprint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -406,3 +491,25 @@ class Trainer:
                              epochs_run=state["epoch"], history=list(state["history"]))
         logger.info("resuming from epoch %d (best recall %.4f at epoch %d)", state["epoch"], result.best_score, result.best_epoch)
         return state["epoch"], result, state["best_state"], state["stale"]
+
+    def _read_checkpoint(self, path: Path | None) -> dict | None:
+        """``path`` read (None: absent, or a fresh start asked for). Under torch.distributed rank 0
+        reads the file and broadcasts its bytes, so ranks on machines without the file resume too,
+        and every rank checks and loads the same bytes (``torch.load(weights_only=True)``)."""
+        main = self.context is None or self.context.is_main
+        present = main and path is not None and path.exists()
+        if present and self.fresh_checkpoint:
+            logger.warning("%s: not resumed (fresh_checkpoint): training from the start; it is replaced at the "
+                           "first validation run", path)
+            present = False
+        if self.context is None:
+            return load_checkpoint(path) if present else None
+        payload = None
+        if present:
+            try:
+                payload = path.read_bytes()
+            except OSError as err:                          # every rank then fails to read it alike
+                logger.error("%s: %s", path, err)
+                payload = b""
+        payload = distributed.broadcast_bytes(payload, self.context)
+        return None if payload is None else read_checkpoint_bytes(payload, path)

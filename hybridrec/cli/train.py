@@ -1,4 +1,9 @@
-"""``hybridrec train``: fit the hybrid model on a dataset and write a model directory."""
+"""``hybridrec train``: fit the hybrid model on a dataset and write a model directory.
+
+``torchrun --nproc-per-node N -m hybridrec.cli train ...`` trains the GNN with DDP on ``N``
+processes (see :mod:`training.distributed`); rank 0 fits the CF head and writes ``--out``,
+``--json`` and the checkpoints.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 from hybridrec.atomic import check_writable, write_text_atomic
 from hybridrec.cli.dataset_args import add_dataset_arguments, load_dataset_from_args
 from hybridrec.tables import RecDataset
+from training.distributed import is_main_process, shutdown
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,8 +90,13 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(args)
     fit_on = model_dataset(dataset, args, interactions=interactions)
     started = time.perf_counter()
-    model.fit(fit_on, checkpoint_dir=args.checkpoint_dir, fresh_checkpoint=args.fresh_checkpoint)
+    try:
+        model.fit(fit_on, checkpoint_dir=args.checkpoint_dir, fresh_checkpoint=args.fresh_checkpoint)
+    finally:
+        shutdown()                      # torchrun: leave the process group (nothing in a single process)
     seconds = time.perf_counter() - started
+    if not is_main_process():           # torchrun: rank 0 alone writes the model and the summary
+        return 0
     summary = {"dataset": dataset.name, "interactions": len(interactions), "fit_seconds": round(seconds, 2),
                "item_roles": fit_on.item_roles.to_dict(), "user_roles": fit_on.user_roles.to_dict(),
                "timings": {k: round(v, 2) for k, v in model.fit_timings_.items()},
