@@ -11,12 +11,19 @@ error is given the file's name too.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import sys
 import typing
 from pathlib import Path
 
 from hybridrec.errors import HybridRecError
 from hybridrec.typed_values import conform, describe_type
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI (a dependency there)
+    import tomli as tomllib
+
+__all__ = ["tomllib", "read_toml", "dataclass_from_toml"]
 
 
 def read_toml(path: str | Path) -> dict:

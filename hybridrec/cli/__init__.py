@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
 import warnings
@@ -29,9 +30,19 @@ def import_recommender_classes() -> None:
         importlib.import_module(name)
 
 
+def package_version() -> str:
+    """The installed distribution's version (``pyproject.toml``), or ``"unknown"`` when this source
+    tree runs without being installed."""
+    try:
+        return importlib.metadata.version("hybridrec")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hybridrec", description="Graph-based hybrid recommendation.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("--version", action="version", version=f"hybridrec {package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"hybridrec.cli.{name}").register(subparsers)

