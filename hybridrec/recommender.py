@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import tomllib
 import torch
 
 from hybridrec.errors import HybridRecError
+from hybridrec.toml_config import tomllib
 from hybridrec.graph import RecGraph, build_graph
 from hybridrec.item_content import (
     ItemContent,
@@ -46,6 +46,7 @@ from hybridrec.models.cf_head import DenseEASEHead
 from hybridrec.models.graph_filter import GraphFilterHead
 from hybridrec.models.hybrid_gnn import HybridGNN, normalized_adjacency
 from hybridrec.recommender_base import RecommenderBase, top_k_frame
+from hybridrec.recommender_search import HybridSearch
 from hybridrec.recommender_similarity import HybridSimilarity, zscore_rows
 from hybridrec.tables import ColumnRoles, RecDataset, infer_attribute_roles
 from hybridrec.topk import ranked_top_k
@@ -61,7 +62,7 @@ logger = logging.getLogger(__name__)
 CF_HEADS = ("auto", "dense", "sparse")
 
 
-class HybridRecommender(HybridSimilarity, RecommenderBase):
+class HybridRecommender(HybridSearch, HybridSimilarity, RecommenderBase):
     """Graph-based hybrid recommender with warm and cold-start support.
 
     All arguments are keyword-only and stored unchanged (scikit-learn style).
