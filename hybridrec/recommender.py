@@ -402,7 +402,7 @@ class HybridRecommender(HybridSearch, HybridSimilarity, RecommenderBase):
         return (rows > 0).astype(np.float32)
 
     def recommend_for_history(self, item_ids: Iterable, k: int = 20, filter_seen: bool = True,
-                              candidates: Iterable | None = None) -> pd.DataFrame:
+                              candidates: Iterable | None = None, exclude: Iterable | None = None) -> pd.DataFrame:
         """Recommend for an anonymous or brand-new user from a few item ids, without retraining.
 
         The CF head scores the history directly; the GNN user embedding is rebuilt by LightGCN's
@@ -425,9 +425,8 @@ class HybridRecommender(HybridSearch, HybridSimilarity, RecommenderBase):
         scores = self._fused(history, user_embedding)
         if filter_seen:
             scores[history > 0] = -torch.inf
-        if candidates is not None:
-            allowed = torch.zeros(len(self.item_ids_), dtype=torch.bool)
-            allowed[torch.from_numpy(self.item_ids_.to_index(list(candidates)))] = True
+        allowed = self.item_mask(candidates, exclude)
+        if allowed is not None:
             scores[:, ~allowed] = -torch.inf
         values, indices = ranked_top_k(scores, k)
         frame = top_k_frame(values, indices, np.array(["history"], dtype=object), self.item_ids_, "user_id", "item_id")

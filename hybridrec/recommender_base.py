@@ -263,7 +263,7 @@ class RecommenderBase:
         return ranked_top_k(scores, k, tie_keys=keys)
 
     def recommend(self, user_ids: Iterable, k: int = 10, filter_seen: bool = True,
-                  candidates: Iterable | None = None) -> pd.DataFrame:
+                  candidates: Iterable | None = None, exclude: Iterable | None = None) -> pd.DataFrame:
         """Top-``k`` items per user.
 
         Args:
@@ -271,27 +271,43 @@ class RecommenderBase:
             k: list length per user.
             filter_seen: drop items the user interacted with in training.
             candidates: optional external item ids to rank among (e.g. cold items only).
+            exclude: optional external item ids never to return (e.g. out of stock).
 
         Returns:
             DataFrame with columns user_id, item_id, score, rank (1-based). Ties in score are
             ordered by the items' internal index, so results are deterministic.
 
         Raises:
-            HybridRecError: unknown user or candidate ids, ``k < 1``, model not fitted.
+            HybridRecError: unknown user, candidate or excluded ids, ``k < 1``, model not fitted.
         """
         self._check_fitted()
         if k < 1:
             raise HybridRecError(f"k must be >= 1, got {k}")
         user_ids = _as_array(user_ids)
         user_index = self.user_ids_.to_index(user_ids)
-        candidate_mask = None
-        if candidates is not None:
-            candidate_mask = torch.zeros(len(self.item_ids_), dtype=torch.bool)
-            candidate_mask[torch.from_numpy(self.item_ids_.to_index(_as_array(candidates)))] = True
+        candidate_mask = self.item_mask(candidates, exclude)
         return self._ranked_frame(
             user_ids, user_index, lambda batch: self.rank_users(batch, k, filter_seen=filter_seen,
                                                                 candidate_mask=candidate_mask),
             "user_id", "item_id")
+
+    def item_mask(self, candidates: Iterable | None = None, exclude: Iterable | None = None) -> torch.Tensor | None:
+        """``[n_items]`` bool, the items a ranking may return: ``candidates`` (external ids; ``None``:
+        all) less ``exclude``; ``None`` when both are ``None`` (every item).
+
+        Raises:
+            HybridRecError: an id the model does not know (named).
+        """
+        if candidates is None and exclude is None:
+            return None
+        if candidates is None:
+            mask = torch.ones(len(self.item_ids_), dtype=torch.bool)
+        else:
+            mask = torch.zeros(len(self.item_ids_), dtype=torch.bool)
+            mask[torch.from_numpy(self.item_ids_.to_index(_as_array(candidates)))] = True
+        if exclude is not None:
+            mask[torch.from_numpy(self.item_ids_.to_index(_as_array(exclude)))] = False
+        return mask
 
     def _ranked_frame(self, query_ids: np.ndarray, query_index: np.ndarray, rank_batch, query_column: str,
                       result_column: str) -> pd.DataFrame:
@@ -309,9 +325,10 @@ class RecommenderBase:
 
     @property
     def recommend_for_history(self) -> Callable[..., pd.DataFrame]:
-        """``recommend_for_history(item_ids, k=20, filter_seen=True, candidates=None)``: the top-``k``
-        items for a new user known only by the items ``item_ids`` they interacted with, without
-        refitting (``filter_seen``: drop those items; ``candidates``: rank only these), as a
+        """``recommend_for_history(item_ids, k=20, filter_seen=True, candidates=None, exclude=None)``:
+        the top-``k`` items for a new user known only by the items ``item_ids`` they interacted with,
+        without refitting (``filter_seen``: drop those items; ``candidates``: rank only these;
+        ``exclude``: never return these), as a
         DataFrame with columns item_id, score, rank (1-based).
 
         An optional capability, declared like :attr:`item_vectors`: a model that has it defines the
@@ -320,8 +337,11 @@ class RecommenderBase:
         raise MissingCapabilityError(f"{type(self).__name__} has no recommend_for_history: it cannot recommend "
                                      "for a new user's history; recommend for users it was fitted on instead")
 
-    def similar_items(self, item_ids: Iterable, k: int = 10) -> pd.DataFrame:
+    def similar_items(self, item_ids: Iterable, k: int = 10, exclude: Iterable | None = None) -> pd.DataFrame:
         """Top-``k`` most similar items per item (the item itself excluded).
+
+        Args:
+            exclude: optional external item ids never to return (e.g. out of stock).
 
         Returns:
             DataFrame with columns item_id, similar_item_id, score, rank.
@@ -334,10 +354,13 @@ class RecommenderBase:
             raise HybridRecError(f"k must be >= 1, got {k}")
         item_ids = _as_array(item_ids)
         item_index = self.item_ids_.to_index(item_ids)
+        allowed = self.item_mask(None, exclude)
 
         def rank_batch(batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             scores = self.item_similarity(batch).float().clone()
             scores[torch.arange(len(batch)), torch.from_numpy(batch)] = -torch.inf
+            if allowed is not None:
+                scores[:, ~allowed] = -torch.inf
             return ranked_top_k(scores, k)
 
         return self._ranked_frame(item_ids, item_index, rank_batch, "item_id", "similar_item_id")
