@@ -169,10 +169,15 @@ def export_with_ray(export: Callable[..., ExportSummary], out: str | Path, confi
                        for index, part in enumerate(parts)]
             method = None
             with tqdm(total=blocks, unit="block", desc="ray export", disable=not progress) as bar:
-                while pending:
-                    done, pending = ray.wait(pending, num_returns=1)
-                    method = _result(ray, done[0]).method
-                    bar.update(1)
+                try:
+                    while pending:
+                        done, pending = ray.wait(pending, num_returns=1)
+                        method = _result(ray, done[0]).method
+                        bar.update(1)
+                except BaseException:
+                    for reference in pending:  # no task goes on writing into a folder about to go
+                        ray.cancel(reference, force=True)
+                    raise
             del arguments_ref
             summary = merge_shards(parts, out, format=format, progress=False, overwrite=overwrite)
         finally:
