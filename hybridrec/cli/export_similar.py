@@ -70,6 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="--fusion concat: an item without an image (or text): impute that block from its "
                               "nearest items (default) or leave it zero and re-weight the rest")
     content.add_argument("--cache-dir", metavar="DIR", help="feature cache folder (default: none kept)")
+    content.add_argument("--search-index", metavar="DIR",
+                         help="also write a query search index of these items (for `hybridrec search --index DIR`)")
     parser.set_defaults(handler=run)
 
 
@@ -156,6 +158,10 @@ def _export_from_content(args: argparse.Namespace, options: dict):
         options["candidate_ids"] = read_id_file(args.candidates, item_ids, encoding=args.encoding)
     if args.items_list:
         options["query_ids"] = read_id_file(args.items_list, item_ids, encoding=args.encoding)
+    if args.search_index:  # the query search index of the same items: hybridrec/cli/search.py
+        from hybridrec.cli.search import write_content_index
+
+        write_content_index(args, items, image_paths)
     return run_export(args, export_similar_items, item_ids=item_ids, embeddings=vectors, metric="cosine",
                       source=str(args.items), **options)
 

@@ -1,0 +1,112 @@
+"""Colour words in a text, and how much of a photo shows that colour.
+
+A shopper types "navy blue shirt"; many catalogs never name the colour in the title, but the photo
+shows it. Text and image encoders cannot join the two on their own (a CCA learned from titles
+without colour words has no colour direction), so colour words are read with a fixed, public,
+dataset-independent lexicon: the xkcd colour survey's 949 names plus the 148 CSS4 names (both as
+matplotlib ships them, ``matplotlib.colors.XKCD_COLORS`` / ``CSS4_COLORS``), each an sRGB value.
+
+:func:`find_colour_names` finds the longest lexicon phrases in a text (whole words, at most three);
+:func:`colour_match` scores photos by the share of their foreground pixels close to those colours in
+CIELAB, from the histograms of :mod:`hybridrec.features.colour_histogram` (a Gaussian kernel of
+``COLOUR_SIGMA`` ΔE around each named colour, over the histogram bins' centre colours)::
+
+    names = find_colour_names("Navy Blue Tshirts")            # ["navy blue"]
+    match = colour_match(histograms, names)                    # [n_items] in [0, 1]
+"""
+
+from __future__ import annotations
+
+import colorsys
+import functools
+import re
+
+import numpy as np
+
+from hybridrec.features.colour_histogram import GREYS, HUES, N_BINS, SATURATIONS, VALUES
+
+#: Width of the colour kernel in CIELAB ΔE (about the distance between two neighbouring colour
+#: names, e.g. navy and blue); fixed a priori, see benchmarks/README.md "Query search".
+COLOUR_SIGMA = 20.0
+#: Longest lexicon phrase looked for, in words ("dark olive green").
+MAX_PHRASE_WORDS = 3
+_WORD = re.compile(r"[a-z]+")
+
+
+@functools.lru_cache(maxsize=1)
+def colour_lexicon() -> dict[str, tuple[float, float, float]]:
+    """Colour name (lower case, words separated by one space) -> sRGB in [0, 1]; xkcd names first."""
+    from matplotlib.colors import CSS4_COLORS, XKCD_COLORS, to_rgb
+
+    lexicon = {name.split(":", 1)[1].lower(): to_rgb(value) for name, value in XKCD_COLORS.items()}
+    for name, value in CSS4_COLORS.items():
+        lexicon.setdefault(name.lower(), to_rgb(value))
+    return {" ".join(_WORD.findall(name)): rgb for name, rgb in lexicon.items() if _WORD.findall(name)}
+
+
+def find_colour_names(text: str) -> list[str]:
+    """Colour names of :func:`colour_lexicon` in ``text``, longest phrase first at each word, in order.
+
+    Only whole words count ("sandals" holds no "sand"); a word belongs to one name at most.
+    """
+    lexicon = colour_lexicon()
+    words = _WORD.findall(str(text).lower())
+    found, position = [], 0
+    while position < len(words):
+        for length in range(min(MAX_PHRASE_WORDS, len(words) - position), 0, -1):
+            phrase = " ".join(words[position:position + length])
+            if phrase in lexicon:
+                found.append(phrase)
+                position += length
+                break
+        else:
+            position += 1
+    return found
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """``[..., 3]`` sRGB in [0, 1] -> ``[..., 3]`` CIELAB (D65 white)."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    to_xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = linear @ to_xyz.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+@functools.lru_cache(maxsize=1)
+def histogram_bin_colours() -> np.ndarray:
+    """``[N_BINS, 3]`` sRGB centre of each bin of :func:`~hybridrec.features.colour_histogram.colour_histogram`
+    (coloured bins: hue x saturation x value, saturation above 0.2; then the grey levels)."""
+    centres = []
+    for hue in range(HUES):
+        for saturation in range(SATURATIONS):
+            for value in range(VALUES):
+                centres.append(colorsys.hsv_to_rgb((hue + 0.5) / HUES, 0.2 + 0.8 * (saturation + 0.5) / SATURATIONS,
+                                                   (value + 0.5) / VALUES))
+    centres += [((grey + 0.5) / GREYS,) * 3 for grey in range(GREYS)]
+    return np.asarray(centres, dtype=np.float64)
+
+
+def colour_match(histograms: np.ndarray, names: list[str], sigma: float = COLOUR_SIGMA) -> np.ndarray:
+    """Share of each photo's foreground pixels near any of the named colours.
+
+    Args:
+        histograms: ``[n, N_BINS]`` square-rooted histograms (zero rows: no photo).
+        names: colour names of :func:`colour_lexicon` (e.g. from :func:`find_colour_names`).
+        sigma: kernel width in ΔE.
+
+    Returns:
+        ``[n]`` float32 in [0, 1]: ``sum_bin share(bin) * exp(-ΔE(bin, nearest name)^2 / 2 sigma^2)``;
+        zeros when ``names`` is empty.
+    """
+    histograms = np.asarray(histograms, dtype=np.float32)
+    if histograms.ndim != 2 or histograms.shape[1] != N_BINS:
+        raise ValueError(f"colour histograms must be [n, {N_BINS}], got {histograms.shape}")
+    if not names:
+        return np.zeros(len(histograms), dtype=np.float32)
+    lexicon = colour_lexicon()
+    targets = srgb_to_lab(np.array([lexicon[name] for name in names]))
+    distance = np.linalg.norm(srgb_to_lab(histogram_bin_colours())[None] - targets[:, None], axis=-1).min(axis=0)
+    kernel = np.exp(-distance ** 2 / (2 * sigma ** 2)).astype(np.float32)
+    return (histograms ** 2) @ kernel

@@ -1,0 +1,318 @@
+"""Free-text query search over item content: the query goes through the items' own text encoder,
+and through the catalog's text–image alignment to reach items by their photo.
+
+A :class:`QuerySearchIndex` holds, per item, what a query is compared with:
+
+- **text**: the item's text embeddings (one per text column, same encoder, same mean pooling and
+  L2 normalisation as the item features); the query's cosine with the best-matching column.
+- **image**: the item's photo in the shared text–image space of a
+  :class:`~hybridrec.features.cross_modal.CrossModalCCA` learned, without labels, from the catalog's
+  items that have both a text and a photo; the query's text embedding is projected into the same
+  space (``transform_text``), so an item without a title is matched through its photo.
+- **colour**: when the query names colours (:func:`~hybridrec.features.colour_names.find_colour_names`)
+  and the item's text names none, the share of the photo's pixels close to them
+  (:func:`~hybridrec.features.colour_names.colour_match`). A title that names a colour already
+  speaks for it through the text channel.
+
+Fusion, per query: each channel is z-scored over the items that have it and mapped through
+``log(sigmoid(z))`` (a soft AND: an item must do well on every channel it has, not only on one),
+and an item's score is the mean over its channels (an item is not favoured or penalised for lacking
+a modality). ``extra`` channels (a user's personal scores) enter the mean the same way.
+
+    index = build_search_index(items, text_columns=["title"], image_column="image_path", cache_dir=cache)
+    scores = index.score(index.encode_query("red running shoes"))      # [n_items]
+    index.save("search-index/"); QuerySearchIndex.load("search-index/")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from hybridrec.atomic import OutputKind, atomic_path
+from hybridrec.errors import HybridRecError
+from hybridrec.features.colour_names import colour_match, find_colour_names
+from hybridrec.features.content_fusion import MIN_CCA_PAIRS
+from hybridrec.features.cross_modal import CrossModalCCA
+from hybridrec.features.text_encoder import TextCheckpoint, TextEncoder, resolve_text_checkpoint
+from hybridrec.id_map import IdMap
+
+logger = logging.getLogger(__name__)
+
+INDEX_FILE = "search_index.json"
+ARRAYS_FILE = "search_index.npz"
+IDS_FILE = "item_ids.parquet"
+#: A saved search index folder (what :meth:`QuerySearchIndex.save` may replace).
+SEARCH_INDEX_FOLDER = OutputKind("search index", marker=INDEX_FILE, key="search_index_format")
+INDEX_FORMAT = 1
+#: The attributes of the CCA a query needs (its text side).
+ALIGNMENT_ARRAYS = ("text_mean_", "text_projection_", "correlations_")
+
+
+def soft_and(channels: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Fuse channel scores: the mean, over the channels an item has, of ``log(sigmoid(z))``.
+
+    Args:
+        channels: ``(scores [n], present [n] bool)`` pairs; ``z`` is the score standardised over
+            the present items (a constant channel gives z = 0).
+
+    Returns:
+        ``[n]`` float32 in (-inf, 0]; ``-inf`` for items with no channel.
+    """
+    total = torch.zeros(len(channels[0][0]))
+    count = torch.zeros(len(channels[0][0]))
+    for scores, present in channels:
+        values = scores[present].float()
+        if len(values) == 0:
+            continue
+        std = values.std() if len(values) > 1 else torch.tensor(0.0)
+        z = (values - values.mean()) / std if float(std) > 0 else torch.zeros_like(values)
+        total[present] += F.logsigmoid(z)
+        count[present] += 1
+    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, -torch.inf))
+
+
+@dataclass
+class QuerySearchIndex:
+    """What a query is scored against, per item (see the module docstring).
+
+    Attributes:
+        item_ids: the items, in row order.
+        text: ``[n_columns, n_items, d_text]`` unit text embeddings (zero rows where absent).
+        text_present: ``[n_columns, n_items]`` bool.
+        image_shared: ``[n_items, c]`` unit photo vectors in the shared space (zero rows: no photo),
+            or None without an alignment.
+        alignment: the fitted text–image CCA (only its text side is kept: ``text_mean_``,
+            ``text_projection_``, ``correlations_``), or None.
+        colour_histograms: ``[n_items, N_BINS]`` photo colour histograms (zero rows: no photo), or None.
+        text_names_colour: ``[n_items]`` bool, the item's text names a colour.
+        text_model: the text encoder's name or folder (:class:`TextCheckpoint` spec) and its identity
+            (model, weight hash, pooling...), checked when a query is encoded.
+        summary: how the index was built (columns, pairs, dimensions).
+    """
+
+    item_ids: IdMap
+    text: np.ndarray
+    text_present: np.ndarray
+    text_model: dict
+    image_shared: np.ndarray | None = None
+    alignment: CrossModalCCA | None = None
+    colour_histograms: np.ndarray | None = None
+    text_names_colour: np.ndarray | None = None
+    summary: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._encoder: TextEncoder | None = None
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    # -- queries -------------------------------------------------------------------------------
+    def encoder(self, device: str = "cpu") -> TextEncoder:
+        """The text encoder the items were encoded with (loaded once; offline for the default model).
+
+        Raises:
+            HybridRecError: the encoder found on this machine has other weights than the index's.
+        """
+        if self._encoder is None:
+            checkpoint = resolve_text_checkpoint(self.text_model["spec"])
+            encoder = TextEncoder(checkpoint, device=device, progress=False,
+                                  max_tokens=self.text_model["identity"].get("max_tokens"))
+            found = encoder.describe()
+            expected = self.text_model["identity"]
+            differing = sorted(key for key in expected if found.get(key) != expected[key])
+            if differing:
+                raise HybridRecError(f"text encoder {checkpoint.name!r} on this machine differs from the one the "
+                                     f"search index was built with in {differing}: rebuild the index")
+            self._encoder = encoder
+        return self._encoder
+
+    def encode_query(self, query: str) -> np.ndarray:
+        """``[d_text]`` unit embedding of ``query``, exactly as item texts are encoded.
+
+        Raises:
+            HybridRecError: ``query`` is not a non-blank string.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise HybridRecError(f"query must be a non-empty text, got {query!r}")
+        return self.encoder().encode([query])[0]
+
+    def channels(self, query: str, query_vector: np.ndarray) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Channel name -> ``(scores [n_items], present [n_items])`` for a query (see the module docstring)."""
+        vector = torch.from_numpy(np.asarray(query_vector, dtype=np.float32))
+        text = torch.from_numpy(self.text) @ vector                        # [n_columns, n_items]
+        present = torch.from_numpy(self.text_present)
+        found = {"text": (torch.where(present, text, torch.full_like(text, -torch.inf)).max(dim=0).values,
+                          present.any(dim=0))}
+        if self.image_shared is not None and self.alignment is not None:
+            side = self.alignment.transform_text(vector[None])[0]
+            image = torch.from_numpy(self.image_shared)
+            found["image"] = (image @ side, image.abs().sum(dim=1) > 0)
+        names = find_colour_names(query)
+        if names and self.colour_histograms is not None:
+            has_photo = torch.from_numpy(self.colour_histograms.any(axis=1))
+            silent = ~torch.from_numpy(self.text_names_colour)
+            found["colour"] = (torch.from_numpy(colour_match(self.colour_histograms, names)), has_photo & silent)
+        return found
+
+    def score(self, query: str, query_vector: np.ndarray | None = None,
+              extra: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """``[n_items]`` fused scores of ``query`` (higher is better; ``-inf``: no content).
+
+        Args:
+            query: the query text (its colour words are read from it).
+            query_vector: its embedding (default: :meth:`encode_query`).
+            extra: more channels, name -> ``[n_items]`` scores for every item (e.g. a user's scores).
+        """
+        if query_vector is None:
+            query_vector = self.encode_query(query)
+        channels = list(self.channels(query, query_vector).values())
+        for scores in (extra or {}).values():
+            channels.append((scores.float(), torch.ones(len(self), dtype=torch.bool)))
+        return soft_and(channels)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
+        """Write the index to folder ``path`` atomically (a previous index there is replaced)."""
+        arrays = {"text": self.text, "text_present": self.text_present}
+        for name in ("image_shared", "colour_histograms", "text_names_colour"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        if self.alignment is not None:
+            for name in ALIGNMENT_ARRAYS:
+                arrays[f"alignment_{name}"] = getattr(self.alignment, name).numpy()
+        manifest = {"search_index_format": INDEX_FORMAT, "n_items": len(self), "text_model": self.text_model,
+                    "correlation_power": None if self.alignment is None else self.alignment.correlation_power,
+                    "summary": self.summary}
+        with atomic_path(path, kind=SEARCH_INDEX_FOLDER, overwrite=overwrite) as tmp:
+            tmp.mkdir()
+            np.savez(tmp / ARRAYS_FILE, **arrays)
+            self.item_ids.to_frame().to_parquet(tmp / IDS_FILE, index=False)
+            (tmp / INDEX_FILE).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "QuerySearchIndex":
+        """Read an index written by :meth:`save`.
+
+        Raises:
+            HybridRecError: naming the folder, when it is not a search index or is damaged.
+        """
+        path = Path(path)
+        if not (path / INDEX_FILE).is_file():
+            raise HybridRecError(f"{path}: not a search index (no {INDEX_FILE}); build one with "
+                                 "`hybridrec export-similar --items ... --search-index DIR` or `hybridrec train`")
+        try:
+            manifest = json.loads((path / INDEX_FILE).read_text(encoding="utf-8"))
+            if manifest.get("search_index_format") != INDEX_FORMAT:
+                raise ValueError(f"format {manifest.get('search_index_format')!r}, expected {INDEX_FORMAT}")
+            with np.load(path / ARRAYS_FILE, allow_pickle=False) as stored:
+                arrays = {name: stored[name] for name in stored.files}
+            item_ids = IdMap.from_frame(pd.read_parquet(path / IDS_FILE), kind="item")
+            alignment = None
+            if "alignment_text_projection" in arrays:
+                alignment = CrossModalCCA(correlation_power=float(manifest["correlation_power"]))
+                for name in ALIGNMENT_ARRAYS:
+                    setattr(alignment, name, torch.from_numpy(arrays.pop(f"alignment_{name}")))
+            index = cls(item_ids=item_ids, text=arrays["text"], text_present=arrays["text_present"],
+                        text_model=manifest["text_model"], image_shared=arrays.get("image_shared"),
+                        alignment=alignment, colour_histograms=arrays.get("colour_histograms"),
+                        text_names_colour=arrays.get("text_names_colour"), summary=manifest.get("summary", {}))
+            if index.text.shape[1] != len(item_ids) or index.text_present.shape != index.text.shape[:2]:
+                raise ValueError(f"text {index.text.shape} does not fit {len(item_ids)} items")
+        except HybridRecError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise HybridRecError(f"{path}: damaged search index ({type(err).__name__}: {err})") from None
+        return index
+
+
+def build_search_index(items: pd.DataFrame, *, text_columns: list[str], image_column: str | None = None,
+                       item_ids: IdMap | None = None, item_id_column: str = "item_id",
+                       cache_dir: str | Path, text_encoder: TextCheckpoint | str | Path | None = None,
+                       image_encoder: str | None = None, cca_components: int = 64, seed: int = 0,
+                       device: str = "auto", progress: bool = True) -> QuerySearchIndex:
+    """Encode ``items`` (cache reused) and build their :class:`QuerySearchIndex`.
+
+    Args:
+        items: item table with ``item_id_column``, the text columns and (optionally) a column of
+            local image paths.
+        text_columns: text columns, each encoded alone (at least one).
+        item_ids: the index's rows (e.g. a model's item id map; ids missing from ``items`` get no
+            content); default the table's ids in order.
+        cache_dir: the feature cache (the model's, so nothing is encoded twice).
+        text_encoder, image_encoder: encoder names or folders (None: the offline defaults).
+        cca_components: dimension of the shared text–image space.
+
+    Raises:
+        HybridRecError: no text column, or a column missing from ``items``.
+    """
+    from hybridrec.features.colour_histogram import colour_histograms
+    from hybridrec.features.feature_cache import encode_items
+
+    if not text_columns:
+        raise HybridRecError("query search needs at least one item text column (the query is compared with it)")
+    missing = [c for c in [item_id_column, *text_columns, *([image_column] if image_column else [])]
+               if c not in items.columns]
+    if missing:
+        raise HybridRecError(f"items table has no column(s) {missing}; found {list(items.columns)}")
+    table = items.rename(columns={item_id_column: "item_id"}) if item_id_column != "item_id" else items
+    item_ids = item_ids if item_ids is not None else IdMap(table["item_id"].to_numpy(), kind="item")
+    rows = item_ids.to_index(table["item_id"].to_numpy())
+    checkpoint = resolve_text_checkpoint(text_encoder)
+    encoder = TextEncoder(checkpoint, device=device, progress=progress)
+    text = np.zeros((len(text_columns), len(item_ids), encoder.dim), dtype=np.float32)
+    text_present = np.zeros((len(text_columns), len(item_ids)), dtype=bool)
+    names_colour = np.zeros(len(item_ids), dtype=bool)
+    for position, column in enumerate(text_columns):
+        features = encode_items(table, text_cols=[column], cache_dir=cache_dir, text_encoder=encoder, device=device,
+                                progress=progress)
+        text[position, rows], text_present[position, rows] = features.text, ~features.text_empty
+        names_colour[rows] |= np.array([bool(find_colour_names(value)) if isinstance(value, str) else False
+                                        for value in table[column]])
+    spec = str(checkpoint.local_dir) if checkpoint.local_dir is not None else checkpoint.name
+    index = QuerySearchIndex(item_ids=item_ids, text=text, text_present=text_present,
+                             text_model={"spec": spec, "identity": encoder.describe()},
+                             text_names_colour=names_colour,
+                             summary={"text_columns": list(text_columns), "image_column": image_column})
+    if image_column is not None:
+        paths = [None if not isinstance(p, str) or not p else p for p in table[image_column]]
+        features = encode_items(table.assign(**{image_column: paths}), image_col=image_column, cache_dir=cache_dir,
+                                image_encoder=image_encoder, device=device, progress=progress)
+        image = np.zeros((len(item_ids), features.image.shape[1]), dtype=np.float32)
+        image[rows] = features.image / np.maximum(np.linalg.norm(features.image, axis=1, keepdims=True), 1e-12)
+        histograms, _ = colour_histograms(paths, progress=progress)
+        index.colour_histograms = np.zeros((len(item_ids), histograms.shape[1]), dtype=np.float32)
+        index.colour_histograms[rows] = histograms
+        _align(index, image, cca_components, seed)
+    logger.info("search index: %d items, %s", len(item_ids), index.summary)
+    return index
+
+
+def _align(index: QuerySearchIndex, image: np.ndarray, n_components: int, seed: int) -> None:
+    """Learn the text–image CCA on the items with both (the text column whose held-out correlation
+    with the photos is highest) and store the photos' side; kept absent below ``MIN_CCA_PAIRS`` pairs."""
+    has_image = np.abs(image).sum(axis=1) > 0
+    fits = {}
+    for position, column in enumerate(index.summary["text_columns"]):
+        paired = has_image & index.text_present[position]
+        if paired.sum() >= MIN_CCA_PAIRS:
+            alignment = CrossModalCCA(n_components=n_components, seed=seed).fit(index.text[position][paired],
+                                                                                image[paired])
+            fits[column] = (max(alignment.regularization_trials_.values()), alignment, int(paired.sum()))
+    if not fits:
+        logger.warning("query search: fewer than %d items have both a text and a photo; photos are not searched",
+                       MIN_CCA_PAIRS)
+        return
+    column = max(fits, key=lambda name: fits[name][0])
+    _, alignment, pairs = fits[column]
+    index.image_shared = alignment.transform_image(image).numpy()
+    index.alignment = alignment
+    index.summary.update(aligned_column=column, pairs=pairs, shared_dims=int(len(alignment.correlations_)))
