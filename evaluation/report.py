@@ -53,23 +53,29 @@ def report_dict(results: Mapping[str, EvaluationResult]) -> dict:
     }
 
 
+def _finite_or_none(value):
+    """``value`` with every NaN / infinite float replaced by None (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def json_report(results: Mapping[str, EvaluationResult]) -> str:
+    """:func:`report_dict` as JSON text (NaN written as null)."""
+    return json.dumps(_finite_or_none(report_dict(results)), indent=2, default=str) + "\n"
+
+
 def write_json_report(results: Mapping[str, EvaluationResult], path: str | Path, *, overwrite: bool = True) -> Path:
-    """Write :func:`report_dict` to ``path`` atomically (NaN written as null).
+    """Write :func:`json_report` to ``path`` atomically.
 
     ``overwrite``: replace a file already at ``path`` (a folder there is always refused).
     """
-    def clean(value):
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
-
     path = Path(path)
-    write_text_atomic(path, json.dumps(clean(report_dict(results)), indent=2, default=str) + "\n",
-                      overwrite=overwrite)
+    write_text_atomic(path, json_report(results), overwrite=overwrite)
     logger.info("wrote %s", path)
     return path
 

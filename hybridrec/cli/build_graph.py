@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from hybridrec.atomic import check_writable, write_text_atomic
+from hybridrec.atomic import check_writable
+from hybridrec.cli.common_flags import add_json_argument, check_json_target, emit_json, text_stream
 from hybridrec.cli.dataset_args import add_dataset_arguments, load_dataset_from_args
 
 
@@ -15,8 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_dataset_arguments(parser)
     parser.add_argument("--numeric-buckets", type=int, default=5, help="quantile buckets per numeric attribute")
     parser.add_argument("--config", help="TOML file with a [graph] table")
-    parser.add_argument("--json", nargs="?", const="-", metavar="PATH",
-                        help="write the summary as JSON to PATH (or stdout without PATH)")
+    add_json_argument(parser)
     parser.add_argument("--out", help="save the graph to this folder")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a graph already saved at --out and a file at --json "
@@ -30,8 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out:
         check_writable(args.out, arg="--out", kind=GRAPH_FOLDER, overwrite=args.overwrite)
-    if args.json and args.json != "-":
-        check_writable(args.json, arg="--json", overwrite=args.overwrite)
+    check_json_target(args)
     dataset = load_dataset_from_args(args)
     config = GraphConfig.from_toml(args.config) if args.config else GraphConfig(numeric_buckets=args.numeric_buckets)
     graph = build_graph(dataset, config)
@@ -40,12 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         graph.save(args.out, overwrite=args.overwrite)
         summary["saved_to"] = str(args.out)
-    if args.json == "-":
-        print(json.dumps(summary, indent=2))
-        return 0
-    if args.json:
-        write_text_atomic(args.json, json.dumps(summary, indent=2) + "\n", overwrite=args.overwrite)
-    print(format_summary(summary))
+    emit_json(args, summary)
+    print(format_summary(summary), file=text_stream(args))
     return 0
 
 

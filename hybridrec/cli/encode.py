@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from hybridrec.cli.common_flags import add_device_argument, add_json_argument, check_json_target, emit_json, text_stream
 from hybridrec.cli.dataset_args import text_encoding
 from hybridrec.errors import HybridRecError
 from hybridrec.features.image_paths import resolve_image_paths, validate_image_pattern
@@ -51,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     image.add_argument("--no-images", action="store_true", help="skip image features")
     parser.add_argument("--out", type=Path, required=True, help="feature cache folder")
     parser.add_argument("--batch-size", type=int, help="items per forward pass")
-    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1...")
-    parser.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    add_device_argument(parser)
+    add_json_argument(parser, what="the statistics")
     parser.set_defaults(handler=run)
 
 
@@ -114,6 +114,7 @@ def _image_paths(items, id_col: str, image_col: str | None, image_dir: Path, pat
 def run(args: argparse.Namespace) -> int:
     from hybridrec.features.feature_cache import encode_items
 
+    check_json_target(args)
     items, id_col, text_cols, template, image_col = _load_items(args)
     if not text_cols and template is None and image_col is None:
         raise HybridRecError("nothing to encode: give --text-cols / --text-template and/or --image-col / --image-dir")
@@ -121,15 +122,14 @@ def run(args: argparse.Namespace) -> int:
                             cache_dir=args.out, text_encoder=args.text_model, image_encoder=args.image_model,
                             item_id_col=id_col, device=args.device, batch_size=args.batch_size,
                             num_workers=args.num_workers, progress=sys.stderr.isatty())
-    if args.json:
-        print(json.dumps({"items": len(features), "cache": str(args.out),
-                          **{name: stats.to_dict() for name, stats in features.stats.items()}}, indent=2))
-        return 0
-    print(f"{len(features)} items -> {args.out}")
+    emit_json(args, {"items": len(features), "cache": str(args.out),
+                     **{name: stats.to_dict() for name, stats in features.stats.items()}})
+    out = text_stream(args)
+    print(f"{len(features)} items -> {args.out}", file=out)
     for stats in features.stats.values():
         speed = f"{stats.items_per_second:.1f} items/s" if stats.items_per_second else "- items/s (all cached)"
         absent = "empty" if stats.modality == "text" else "without a readable image"
         print(f"{stats.modality:<5}: {speed}, {stats.encoded} encoded, {stats.reused} reused, "
               f"{stats.absent} {absent}" + (f", {stats.truncated} truncated" if stats.truncated else "")
-              + f" [{stats.model}, load {stats.load_seconds:.1f} s, encode {stats.encode_seconds:.1f} s]")
+              + f" [{stats.model}, load {stats.load_seconds:.1f} s, encode {stats.encode_seconds:.1f} s]", file=out)
     return 0

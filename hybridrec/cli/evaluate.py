@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+from hybridrec.cli.common_flags import STDOUT, add_json_argument, check_json_target, emit_json, text_stream
 from hybridrec.cli.dataset_args import add_dataset_arguments, load_dataset_from_args
 from hybridrec.cli.train import add_model_arguments, build_model, model_dataset
 
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     metrics = parser.add_argument_group("metrics and output")
     metrics.add_argument("--k", type=int, nargs="+", default=[10, 20], help="cut-offs (default: 10 20)")
     metrics.add_argument("--batch-size", type=int, default=1024, help="users scored at once")
-    metrics.add_argument("--json", metavar="PATH", help="write the JSON report here")
+    add_json_argument(metrics, what="the report")
     metrics.add_argument("--report", metavar="DIR", help="write report.md and recall_ndcg.png into DIR")
     metrics.add_argument("--overwrite", action="store_true", help="replace a file already at --json or in --report")
     tuning = parser.add_argument_group("baseline settings")
@@ -79,15 +80,15 @@ def run(args: argparse.Namespace) -> int:
     from hybridrec.errors import HybridRecError
     from evaluation.baselines import make_baseline
     from evaluation.protocol import EvaluationConfig, dataset_summary, evaluate_model, fit_and_evaluate
-    from evaluation.report import format_table, report_files, report_notes, write_json_report, write_markdown_report
+    from evaluation.report import format_table, json_report, report_files, report_notes, write_markdown_report
     from evaluation.splitters import SplitConfig, make_split
     from hybridrec.atomic import check_writable
     from hybridrec.recommender_base import RecommenderBase
 
     if not args.baseline and not args.model and not args.hybrid:
         raise HybridRecError("nothing to evaluate: give --hybrid, --baseline NAME... and/or --model DIR...")
-    if args.json:
-        check_writable(args.json, arg="--json", overwrite=args.overwrite)
+    check_json_target(args)
+    out = text_stream(args)
     for report_file in report_files(args.report) if args.report else []:
         check_writable(report_file, arg="--report", overwrite=args.overwrite)
     min_positives = args.min_positives if args.min_positives is not None else (5 if args.min_rating is not None else 0)
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     config = EvaluationConfig(ks=tuple(args.k), batch_size=args.batch_size)
     dataset = load_dataset_from_args(args)
     split = make_split(dataset.interactions, split_config)
-    print(split.summary())
+    print(split.summary(), file=out)
     provenance = dataset_summary(dataset.interactions, dataset.name)
 
     models = {name: make_baseline(name, **_baseline_params(name, args)) for name in args.baseline}
@@ -111,13 +112,14 @@ def run(args: argparse.Namespace) -> int:
         label = Path(folder).name or str(folder)
         results[label] = evaluate_model(model, split, dataset=provenance, config=config)
 
-    print(format_table(results))
+    print(format_table(results), file=out)
     for note in report_notes(results):
-        print(f"note: {note}")
-    if args.json:
-        print(f"JSON report: {write_json_report(results, args.json, overwrite=args.overwrite)}")
+        print(f"note: {note}", file=out)
+    emit_json(args, json_report(results))
+    if args.json and args.json != STDOUT:
+        print(f"JSON report: {args.json}", file=out)
     if args.report:
-        print(f"Markdown report: {write_markdown_report(results, args.report, overwrite=args.overwrite)}")
+        print(f"Markdown report: {write_markdown_report(results, args.report, overwrite=args.overwrite)}", file=out)
     return 0
 
 
