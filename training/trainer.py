@@ -46,29 +46,13 @@ import torch
 from tqdm.auto import tqdm
 
 from hybridrec.device import resolve_device
-from hybridrec.models.hybrid_gnn import (
-    HybridGNN,
-    bpr_loss,
-    normalized_adjacency,
-    normalized_edge_weight,
-    sampled_negatives,
-    sampled_softmax_loss,
-    softmax_loss,
-)
+from hybridrec.models.hybrid_gnn import (HybridGNN, bpr_loss, normalized_adjacency, normalized_edge_weight,
+                                        sampled_negatives, sampled_softmax_loss, softmax_loss)
 from training import distributed
-from training.checkpoints import (
-    check_resumable,
-    load_checkpoint,
-    read_checkpoint_bytes,
-    save_checkpoint,
-)
+from training.checkpoints import check_resumable, load_checkpoint, read_checkpoint_bytes, save_checkpoint
 from training.config import TrainConfig
 from training.distributed import DistributedContext, shard_loss, shard_positions
-from training.sampling import (
-    NegativeSampler,
-    full_graph_pairs_per_step,
-    subgraph_loader,
-)
+from training.sampling import NegativeSampler, full_graph_pairs_per_step, subgraph_loader
 from training.training_data import GraphTrainingData
 from training.validation import validation_recall, validation_users
 
