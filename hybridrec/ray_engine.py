@@ -27,6 +27,7 @@ several machines ``parts_dir`` must be a folder every node sees (a shared file s
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from hybridrec.atomic import SCRATCH_SUFFIX
 from hybridrec.errors import HybridRecError
 from hybridrec.topk_table import ExportSummary, ShardSpec, merge_shards
 
@@ -212,5 +214,7 @@ def _parts_folder(parts_dir: str | Path | None, out: Path) -> tuple[Path, bool]:
             raise HybridRecError(f"{folder}: the Ray parts folder is a file")
         folder.mkdir(parents=True, exist_ok=True)
         return folder, False
+    # Named as hybridrec.atomic names a scratch folder of ``out``: if this process dies, the next
+    # write of ``out`` removes it.
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.parts-", dir=out.parent)), True
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=SCRATCH_SUFFIX, dir=out.parent)), True
