@@ -1,5 +1,6 @@
-"""Sentence embeddings from a ``transformers`` checkpoint: mean pooling over the attention mask,
-L2-normalised.
+"""Sentence embeddings from a ``transformers`` checkpoint, pooled as the checkpoint's own
+sentence-transformers configuration says (mean for all-MiniLM-L6-v2, CLS for BGE-style models;
+:mod:`hybridrec.features.text_pooling`), L2-normalised.
 
 Shaped like torchvision's weights enums: a :class:`TextCheckpoint` names one model and loads its
 weights *and* its tokenizer from the same place, :class:`TextWeights` lists the known ones, and a
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 from hybridrec.device import resolve_device
 from hybridrec.errors import HybridRecError
 from hybridrec.features.checkpoint_spec import resolve_checkpoint_spec
+from hybridrec.features.text_pooling import checkpoint_pooling, pool_tokens
 from hybridrec.features.weight_files import host_reachable, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -179,7 +181,12 @@ class TextCheckpoint:
         """Everything that decides the vectors (model, weights hash, truncation, pooling), known
         without loading the model: equal identities give equal vectors."""
         return {"model": self.name, "weight_hash": self.weight_hash(), "max_tokens": self.token_limit(max_tokens),
-                "pooling": "mean", "normalized": True}
+                "pooling": self.pooling(), "normalized": True}
+
+    def pooling(self) -> str:
+        """The pooling its sentence-transformers configuration declares (``"mean"`` without one;
+        :func:`hybridrec.features.text_pooling.checkpoint_pooling`)."""
+        return checkpoint_pooling(self.source(), self.name)
 
 
 def _replace_max(checkpoint: TextCheckpoint, max_tokens: int) -> TextCheckpoint:
@@ -247,10 +254,11 @@ class TextEncoder:
             raise HybridRecError(f"max_tokens must be >= 2, got {max_tokens}")
         self.max_tokens = max_tokens or self.checkpoint.max_tokens or min(int(self.tokenizer.model_max_length), 512)
         self.dim = int(self.model.config.hidden_size)
+        self.pooling = self.checkpoint.pooling()
 
     def __repr__(self) -> str:
         return (f"TextEncoder(name={self.checkpoint.name!r}, dim={self.dim}, max_tokens={self.max_tokens}, "
-                f"device={str(self.device)!r})")
+                f"pooling={self.pooling!r}, device={str(self.device)!r})")
 
     def describe(self) -> dict:
         """:meth:`TextCheckpoint.identity` plus the embedding ``dim`` (stored in cache manifests)."""
@@ -280,7 +288,7 @@ class TextEncoder:
                 tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_tokens,
                                         return_tensors="pt").to(self.device)
                 hidden = self.model(**tokens).last_hidden_state
-                embeddings[rows] = self.pool(hidden, tokens["attention_mask"]).float().cpu().numpy()
+                embeddings[rows] = pool_tokens(hidden, tokens["attention_mask"], self.pooling).float().cpu().numpy()
                 bar.update(len(rows))
         if empty.any():
             logger.info("%d of %d texts are empty: zero vectors", int(empty.sum()), count)
@@ -291,16 +299,6 @@ class TextEncoder:
 
     @staticmethod
     def pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Mean of token vectors where the mask is 1, L2-normalised.
-
-        Args:
-            hidden: ``[batch, tokens, dim]``.
-            attention_mask: ``[batch, tokens]`` of 0/1.
-
-        Returns:
-            ``[batch, dim]``.
-        """
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        summed = (hidden * mask).sum(dim=1)
-        mean = summed / mask.sum(dim=1).clamp(min=1.0)
-        return torch.nn.functional.normalize(mean, p=2, dim=1)
+        """Mean pooling (:func:`~hybridrec.features.text_pooling.pool_tokens` ``mode="mean"``):
+        ``[batch, tokens, dim]``, ``[batch, tokens]`` -> ``[batch, dim]``, L2-normalised."""
+        return pool_tokens(hidden, attention_mask, "mean")
