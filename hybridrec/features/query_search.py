@@ -16,8 +16,8 @@ A :class:`QuerySearchIndex` holds, per item, what a query is compared with:
 
 Fusion, per query: each channel is z-scored over the items that have it and mapped through
 ``log(sigmoid(z))`` (a soft AND: an item must do well on every channel it has, not only on one),
-and an item's score is the mean over its channels (an item is not favoured or penalised for lacking
-a modality). ``extra`` channels (a user's personal scores) enter the mean the same way.
+and an item's score is the mean over the channels; a channel an item lacks counts as average for
+it (z = 0), so lacking a modality neither favours nor penalises an item. ``extra`` channels (a user's personal scores) enter the mean the same way.
 
     index = build_search_index(items, text_columns=["title"], image_column="image_path", cache_dir=cache)
     scores = index.score(index.encode_query("red running shoes"))      # [n_items]
@@ -57,26 +57,26 @@ ALIGNMENT_ARRAYS = ("text_mean_", "text_projection_", "correlations_")
 
 
 def soft_and(channels: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Fuse channel scores: the mean, over the channels an item has, of ``log(sigmoid(z))``.
+    """Fuse channel scores: the mean over channels of ``log(sigmoid(z))``.
 
     Args:
         channels: ``(scores [n], present [n] bool)`` pairs; ``z`` is the score standardised over
-            the present items (a constant channel gives z = 0).
+            the present items (a constant channel gives z = 0). An item without a channel counts
+            as an average item there (z = 0): missing evidence neither helps nor hurts it.
 
     Returns:
-        ``[n]`` float32 in (-inf, 0]; ``-inf`` for items with no channel.
+        ``[n]`` float32 in (-inf, 0]; ``-inf`` for items with no channel at all.
     """
-    total = torch.zeros(len(channels[0][0]))
-    count = torch.zeros(len(channels[0][0]))
+    n = len(channels[0][0])
+    total, count = torch.zeros(n), torch.zeros(n)
     for scores, present in channels:
         values = scores[present].float()
-        if len(values) == 0:
-            continue
-        std = values.std() if len(values) > 1 else torch.tensor(0.0)
-        z = (values - values.mean()) / std if float(std) > 0 else torch.zeros_like(values)
-        total[present] += F.logsigmoid(z)
-        count[present] += 1
-    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, -torch.inf))
+        z = torch.zeros(n)
+        if len(values) > 1 and float(values.std()) > 0:
+            z[present] = (values - values.mean()) / values.std()
+        total += F.logsigmoid(z)
+        count += present.float()
+    return torch.where(count > 0, total / len(channels), torch.full_like(total, -torch.inf))
 
 
 @dataclass
@@ -177,6 +177,72 @@ class QuerySearchIndex:
         for scores in (extra or {}).values():
             channels.append((scores.float(), torch.ones(len(self), dtype=torch.bool)))
         return soft_and(channels)
+
+    # -- catalog updates -----------------------------------------------------------------------
+    def add_items(self, items: pd.DataFrame, *, item_ids: IdMap, cache_dir: str | Path, image_encoder: str | None = None,
+                  item_id_column: str = "item_id", device: str = "auto", progress: bool = False) -> None:
+        """Give rows to ``items`` (new or known ids) without rebuilding the index: their text
+        embeddings (same encoder, cache reused), colour-naming flags and, when the index searches
+        photos, their colour histograms and shared-space photo vectors.
+
+        Args:
+            items: table with ``item_id_column`` and the index's text (and image) columns.
+            item_ids: the index's new row order: its current ids first, in order, then the new
+                ones (e.g. a model's grown id map).
+
+        A photo is placed in the shared space only while the index holds the CCA's image side
+        (an index built in this process); a loaded index keeps only the text side, so a new
+        item's photo is then not searched (logged) and the item is found by its text.
+
+        Raises:
+            HybridRecError: ``item_ids`` does not start with the index's ids, or a column is missing.
+        """
+        from hybridrec.features.colour_histogram import colour_histograms
+        from hybridrec.features.feature_cache import encode_items
+
+        n_old = len(self.item_ids)
+        if len(item_ids) < n_old or not np.array_equal(item_ids.ids[:n_old], self.item_ids.ids):
+            raise HybridRecError("search index add_items: item_ids must list the index's items first, in order")
+        text_columns, image_column = self.summary["text_columns"], self.summary.get("image_column")
+        missing = [c for c in [item_id_column, *text_columns, *([image_column] if image_column else [])]
+                   if c not in items.columns]
+        if missing:
+            raise HybridRecError(f"items table has no column(s) {missing}; found {list(items.columns)}")
+        table = items.rename(columns={item_id_column: "item_id"}) if item_id_column != "item_id" else items
+        grow = len(item_ids) - n_old
+        self.text = np.concatenate([self.text, np.zeros((self.text.shape[0], grow, self.text.shape[2]), np.float32)], 1)
+        self.text_present = np.concatenate([self.text_present, np.zeros((self.text.shape[0], grow), bool)], 1)
+        names_colour = np.zeros(len(item_ids), dtype=bool)
+        names_colour[:n_old] = self.text_names_colour if self.text_names_colour is not None else False
+        self.item_ids = item_ids
+        rows = item_ids.to_index(table["item_id"].to_numpy())
+        names_colour[rows] = False
+        for position, column in enumerate(text_columns):
+            features = encode_items(table, text_cols=[column], cache_dir=cache_dir, text_encoder=self.encoder(device),
+                                    device=device, progress=progress)
+            self.text[position, rows], self.text_present[position, rows] = features.text, ~features.text_empty
+            names_colour[rows] |= np.array([bool(find_colour_names(value)) if isinstance(value, str) else False
+                                            for value in table[column]])
+        self.text_names_colour = names_colour
+        if image_column is None or self.colour_histograms is None:
+            return
+        paths = [None if not isinstance(p, str) or not p else p for p in table[image_column]]
+        histograms, _ = colour_histograms(paths, progress=progress)
+        self.colour_histograms = np.concatenate([self.colour_histograms,
+                                                 np.zeros((grow, self.colour_histograms.shape[1]), np.float32)])
+        self.colour_histograms[rows] = histograms
+        if self.image_shared is None:
+            return
+        self.image_shared = np.concatenate([self.image_shared, np.zeros((grow, self.image_shared.shape[1]), np.float32)])
+        self.image_shared[rows] = 0.0
+        if getattr(self.alignment, "image_projection_", None) is None:
+            logger.warning("search index add_items: the index was loaded without the CCA's image side, so the %d "
+                           "added item(s)' photos are not searched (their text is)", len(rows))
+            return
+        features = encode_items(table.assign(**{image_column: paths}), image_col=image_column, cache_dir=cache_dir,
+                                image_encoder=image_encoder, device=device, progress=progress)
+        image = features.image / np.maximum(np.linalg.norm(features.image, axis=1, keepdims=True), 1e-12)
+        self.image_shared[rows] = self.alignment.transform_image(image).numpy()
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = True) -> Path:

@@ -1,0 +1,156 @@
+"""Query search on real data: fashion products found by "<colour> <articleType>" queries (also through
+their photo alone), personalisation on MovieLens, bad inputs, and the ``hybridrec search`` command on a
+saved model and on a content-only index."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybridrec.cli import main as cli_main
+from hybridrec.errors import HybridRecError
+from hybridrec.features.colour_histogram import colour_histogram
+from hybridrec.features.colour_names import find_colour_names, histogram_bin_colours
+from hybridrec.features.query_search import QuerySearchIndex, build_search_index
+from hybridrec.recommender_search import ranked_search_frame
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from fashion_content_similarity import load_products  # noqa: E402
+
+N_PRODUCTS = 300
+K = 5
+
+
+@pytest.fixture(scope="module")
+def fashion(data_dir, tmp_path_factory):
+    """300 fashion products with photos, their search index, and a copy without 60 of the titles."""
+    products = load_products(data_dir).head(N_PRODUCTS).rename(columns={"productDisplayName": "title"})
+    cache = tmp_path_factory.mktemp("search-cache")
+    index = build_search_index(products, text_columns=["title"], image_column="image_path", cache_dir=cache,
+                               device="cpu", progress=False)
+    untitled = products.copy()
+    untitled.loc[untitled.index[::5], "title"] = ""
+    untitled_index = build_search_index(untitled, text_columns=["title"], image_column="image_path", cache_dir=cache,
+                                        device="cpu", progress=False)
+    return products, index, untitled, untitled_index, cache
+
+
+def label_queries(products, min_products: int = 3):
+    sizes = products.groupby(["baseColour", "articleType"]).size()
+    return [(colour, article) for (colour, article), size in sizes.items() if size >= min_products]
+
+
+def test_colour_words_are_whole_words_and_bins_have_their_own_colour():
+    assert find_colour_names("Navy Blue Tshirts") == ["navy blue"]
+    assert find_colour_names("Men Sandals") == []  # "sand" is a colour, "sandals" is not
+    # Each histogram bin's centre colour, photographed alone, falls in that bin.
+    from PIL import Image
+
+    for bin_index, rgb in enumerate(histogram_bin_colours()):
+        swatch = Image.new("RGB", (48, 48), tuple(int(round(255 * c)) for c in rgb))
+        assert int(np.argmax(colour_histogram(swatch))) == bin_index
+
+
+def test_search_finds_products_of_both_labels_far_above_chance(fashion):
+    products, index, *_ = fashion
+    precision, chance = [], []
+    for colour, article in label_queries(products):
+        relevant = set(products.loc[(products["baseColour"] == colour) & (products["articleType"] == article),
+                                    "item_id"])
+        found = ranked_search_frame(index, f"{colour} {article}", K)["item_id"]
+        precision.append(np.mean([item in relevant for item in found]))
+        chance.append(len(relevant) / len(products))
+    assert len(precision) >= 10
+    assert np.mean(precision) > 0.6 and np.mean(precision) > 10 * np.mean(chance)
+
+
+def test_items_without_a_title_are_found_through_their_photo(fashion):
+    _, _, untitled, index, _ = fashion
+    no_title = set(untitled.loc[untitled["title"] == "", "item_id"])
+    hits, chance = [], []
+    for article in untitled["articleType"].value_counts().index[:5]:
+        wanted = set(untitled.loc[untitled["articleType"] == article, "item_id"]) & no_title
+        found = ranked_search_frame(index, article, 60)["item_id"]
+        found_untitled = [item for item in found if item in no_title]
+        hits.append(np.mean([item in wanted for item in found_untitled]) if found_untitled else 0.0)
+        chance.append(len(wanted) / len(no_title))
+    # Among the untitled products the query reaches, those of the asked type dominate.
+    assert np.mean(hits) > 0.6 and np.mean(hits) > 2 * np.mean(chance)
+
+
+def test_bad_inputs_are_named(fashion, tmp_path):
+    _, index, *_ = fashion
+    for query in ("", "   ", None):
+        with pytest.raises(HybridRecError, match="query must be a non-empty text"):
+            ranked_search_frame(index, query, 5)
+    for k in (0, N_PRODUCTS + 1, 2.5):
+        with pytest.raises(HybridRecError, match=f"k must be an integer in 1..{N_PRODUCTS}"):
+            ranked_search_frame(index, "black watch", k)
+    with pytest.raises(HybridRecError, match="not a search index"):
+        QuerySearchIndex.load(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def movie_model(movielens, tmp_path_factory):
+    """An EASE-only hybrid fitted on the first 300 MovieLens movies, with their overviews, saved."""
+    from hybridrec import HybridRecommender
+
+    items = movielens.items[movielens.items["item_id"] <= 300][["item_id", "title", "overview"]]
+    interactions = movielens.interactions[movielens.interactions["item_id"] <= 300]
+    model = HybridRecommender(use_gnn=False, tune_ease_l2=False, tune_block_weights=False, seed=0, progress=False,
+                              device="cpu", feature_cache_dir=str(tmp_path_factory.mktemp("movie-features")))
+    model.fit(interactions, items, item_text_cols=["overview"])
+    folder = model.save(tmp_path_factory.mktemp("models") / "movies")
+    return model, folder
+
+
+def test_a_user_moves_the_ranking_toward_their_scores(movie_model):
+    model, _ = movie_model
+    query = "a family story"
+    plain = model.search(query, k=20)
+    user = model.user_ids_.ids[0]
+    personal = model.search(query, k=20, user_id=user)
+    user_scores = model.score_users(model.user_ids_.to_index([user]))[0].numpy()
+    mean_user_score = lambda frame: user_scores[model.item_ids_.to_index(frame["item_id"])].mean()  # noqa: E731
+    assert list(plain.columns) == ["query", "item_id", "score", "rank"]
+    assert mean_user_score(personal) > mean_user_score(plain) + 0.5
+    assert len(set(personal["item_id"]) & set(plain["item_id"])) >= 3  # still about the query
+    with pytest.raises(HybridRecError, match="unknown user id"):
+        model.search(query, user_id="no such user")
+
+
+def test_a_loaded_model_searches_like_the_fitted_one_and_on_the_command_line(movie_model, capsys):
+    from hybridrec import HybridRecommender
+
+    model, folder = movie_model
+    loaded = HybridRecommender.load(folder)
+    expected = model.search("a love story in paris", k=10)
+    assert loaded.search("a love story in paris", k=10).equals(expected)
+    assert cli_main(["search", "--model", str(folder), "--query", "a love story in paris", "--k", "10",
+                     "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [row["item_id"] for row in printed["results"]] == expected["item_id"].tolist()
+    assert cli_main(["search", "--model", str(folder), "--query", "", "--k", "10"]) == 1
+    assert "query must be a non-empty text" in capsys.readouterr().err
+
+
+def test_content_only_index_from_export_similar(fashion, tmp_path, capsys):
+    products, index, _, _, cache = fashion
+    table = tmp_path / "products.parquet"
+    products[["item_id", "title", "image_path"]].to_parquet(table)
+    assert cli_main(["export-similar", "--items", str(table), "--text-cols", "title", "--image-col", "image_path",
+                     "--cache-dir", str(cache), "--out", str(tmp_path / "similar.parquet"), "--k", "5",
+                     "--search-index", str(tmp_path / "index"), "--no-progress"]) == 0
+    assert (tmp_path / "similar.parquet").is_file()
+    capsys.readouterr()
+    assert cli_main(["search", "--index", str(tmp_path / "index"), "--query", "Black Watches", "--k", "5",
+                     "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [row["item_id"] for row in printed["results"]] == ranked_search_frame(index, "Black Watches", 5)[
+        "item_id"].tolist()
+    assert cli_main(["search", "--index", str(tmp_path / "index"), "--query", "shoes", "--user", "1"]) == 1
+    assert "--user needs --model" in capsys.readouterr().err
