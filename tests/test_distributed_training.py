@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 import torch.multiprocessing as mp
 
@@ -26,8 +27,10 @@ from evaluation.protocol import EvaluationConfig, dataset_summary, evaluate_mode
 from evaluation.splitters import SplitConfig, make_split
 from hybridrec import HybridRecommender
 from training import distributed
-from training.distributed import padded_shard, shard_positions
-from training.trainer import LAST_CHECKPOINT
+from hybridrec.models.hybrid_gnn import HybridGNN, normalized_adjacency
+from training.config import TrainConfig
+from training.distributed import DistributedContext, padded_shard, shard_positions
+from training.trainer import LAST_CHECKPOINT, GraphTrainingData, Trainer
 
 SLICE_USERS = 300
 WORLD = 2
@@ -160,6 +163,51 @@ def test_shards_are_disjoint_cover_the_batch_and_keep_groups_whole():
     padded = [padded_shard(order, rank, 4) for rank in range(4)]
     assert {len(part) for part in padded} == {3}                # the same number of steps on every rank
     assert set(torch.cat(padded).tolist()) == set(range(11))
+
+
+@pytest.fixture(scope="module")
+def graph(split) -> GraphTrainingData:
+    """The split's training users x items as the trainer's data (no content)."""
+    users, user_index = np.unique(split.train["user_id"], return_inverse=True)
+    items, item_index = np.unique(split.train["item_id"], return_inverse=True)
+    binary = sp.csr_matrix((np.ones(len(user_index), np.float32), (user_index, item_index)),
+                           shape=(len(users), len(items)))
+    binary.sum_duplicates()
+    binary.data[:] = 1.0
+    coo = binary.tocoo()
+    forward = torch.from_numpy(np.stack([coo.row, coo.col + len(users)]).astype(np.int64))
+    edge_index = torch.cat([forward, forward.flip(0)], dim=1)
+    edge_weight = torch.ones(edge_index.shape[1])
+    num_nodes = len(users) + len(items)
+    return GraphTrainingData(adjacency=normalized_adjacency(edge_index, edge_weight, num_nodes), content={}, present={},
+                             user_has_id=torch.ones(len(users), dtype=torch.bool),
+                             item_has_id=torch.ones(len(items), dtype=torch.bool), train=binary, valid=None,
+                             edge_index=edge_index, edge_weight=edge_weight)
+
+
+@pytest.mark.parametrize("fields", [{}, {"negatives": "sampled", "num_negatives": 32, "batch_size": 16},
+                                    {"loss": "bpr", "batch_size": 4}], ids=["full_softmax", "sampled_softmax", "bpr"])
+def test_rank_losses_average_to_the_one_process_loss_and_gradient(graph, fields):
+    """What DDP averages over 3 ranks (a short last batch: one rank's shard may be empty) is the
+    single process's loss and gradient on the same global batch."""
+    trainer = Trainer(TrainConfig(dim=8, device="cpu", **fields), progress=False)
+    plan = trainer.plan(graph)
+    torch.manual_seed(0)
+    model = HybridGNN(*graph.train.shape, 0, {}, dim=8, num_layers=2, id_dropout=0.0)
+    last_batch = trainer._batches(graph, torch.Generator().manual_seed(0), plan)[-1]
+    for batch in (trainer._batches(graph, torch.Generator().manual_seed(0), plan)[0], last_batch[:2]):
+        def loss_and_gradient(context):
+            trainer.context = context
+            model.zero_grad()
+            loss = trainer._loss(model, graph, batch, torch.Generator().manual_seed(1), plan)
+            loss.backward()
+            return loss.detach(), model.user_id.weight.grad.clone()
+
+        single_loss, single_gradient = loss_and_gradient(None)
+        ranks = [loss_and_gradient(DistributedContext(rank, 3, rank, "gloo", torch.device("cpu"))) for rank in range(3)]
+        assert all(torch.isfinite(loss) for loss, _ in ranks)
+        torch.testing.assert_close(sum(loss for loss, _ in ranks) / 3, single_loss)
+        torch.testing.assert_close(sum(gradient for _, gradient in ranks) / 3, single_gradient)
 
 
 # -- two processes -------------------------------------------------------------------------------
