@@ -118,6 +118,20 @@ def test_export_with_ray_of_item_vectors_equals_local(model_dir, tmp_path):
     assert_same_table(read_table(tmp_path / "ray.parquet"), read_table(tmp_path / "local.parquet"))
 
 
+def test_content_only_export_on_ray_equals_local(movielens, tmp_path):
+    items = pd.DataFrame({"item_id": movielens.items["item_id"],
+                          "genre": movielens.items["genres"].map(lambda genres: genres[0] if len(genres) else ""),
+                          "decade": (movielens.items["year"].fillna(0) // 10).astype(int).astype(str)})
+    items.to_csv(tmp_path / "items.csv", index=False)
+    common = ["--items", str(tmp_path / "items.csv"), "--attr-cols", "genre,decade", "--fusion", "concat",
+              "--device", "cpu", "--k", "15"]
+    export([*common, "--out", str(tmp_path / "local.parquet")])
+    export([*common, "--engine", "ray", "--ray-blocks", "3", "--out", str(tmp_path / "ray.parquet")])
+    local = read_table(tmp_path / "local.parquet")
+    assert len(local) == 15 * len(items)
+    assert_same_table(read_table(tmp_path / "ray.parquet"), local)
+
+
 def test_a_task_error_comes_back_as_the_projects_error(model_dir, tmp_path):
     with pytest.raises(HybridRecError, match="unknown user id.*99999"):
         recommend_cli(["--model", model_dir, "--user-ids", "1", "99999", "--engine", "ray",
@@ -171,3 +185,4 @@ def test_ray_workers_sizes_the_local_cluster(model_dir, tmp_path, monkeypatch):
 def test_engine_flags_are_checked(model_dir, tmp_path, argv, message):
     with pytest.raises(HybridRecError, match=message):
         export(["--model", model_dir, *argv, "--out", str(tmp_path / "s.parquet")])
+
