@@ -144,6 +144,9 @@ def test_without_ray_the_engine_says_how_to_install_it(model_dir, tmp_path, monk
     with pytest.raises(HybridRecError, match=r"pip install 'hybridrec\[distributed\]'"):
         export(["--model", model_dir, "--engine", "ray", "--out", str(tmp_path / "s.parquet")])
     assert not (tmp_path / "s.parquet").exists()
+    # Said before any work: the model folder is not even read.
+    with pytest.raises(HybridRecError, match=r"pip install 'hybridrec\[distributed\]'"):
+        recommend_cli(["--model", str(tmp_path / "no-model"), "--engine", "ray", "--out", str(tmp_path / "r.parquet")])
 
 
 def refuse_connections(monkeypatch) -> list[dict]:

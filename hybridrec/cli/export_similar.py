@@ -14,7 +14,8 @@ from hybridrec.features.image_paths import resolve_image_paths
 from hybridrec.id_map import IdMap
 
 from hybridrec.cli.id_files import add_encoding_argument, read_id_file
-from hybridrec.cli.shard_merge import add_engine_arguments, engine_note, run_export, threads_and_merge
+from hybridrec.cli.shard_merge import (add_engine_arguments, check_engine, engine_note, run_export,
+                                       threads_and_merge)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out, arg="--out", overwrite=args.overwrite)
     if threads_and_merge(args, "items"):
         return 0
+    check_engine(args)  # before the model is read
     if args.k < 1:
         raise HybridRecError(f"--k must be >= 1, got {args.k}")
     if args.min_score is not None and not math.isfinite(args.min_score):

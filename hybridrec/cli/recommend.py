@@ -12,7 +12,8 @@ from hybridrec.atomic import check_writable
 from hybridrec.errors import HybridRecError, located
 
 from hybridrec.cli.id_files import add_encoding_argument, coerce_ids, read_id_file
-from hybridrec.cli.shard_merge import add_engine_arguments, engine_note, run_export, threads_and_merge
+from hybridrec.cli.shard_merge import (add_engine_arguments, check_engine, engine_note, run_export,
+                                       threads_and_merge)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out, arg="--out", overwrite=args.overwrite)
     if threads_and_merge(args, "users"):
         return 0
+    check_engine(args)  # before the model is read
     if args.batch_size < 1:
         raise HybridRecError(f"--batch-size must be >= 1, got {args.batch_size}")
     model = RecommenderBase.load(args.model)

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 
 from hybridrec.errors import HybridRecError
-from hybridrec.ray_engine import RayConfig, export_with_ray
+from hybridrec.ray_engine import RayConfig, export_with_ray, import_ray
 from hybridrec.topk_table import ExportSummary
 
 ENGINES = ("local", "ray")
@@ -54,21 +54,23 @@ def add_engine_arguments(parser: argparse.ArgumentParser, noun: str) -> None:
                             "sees); default a temporary folder beside --out")
 
 
-def run_export(args: argparse.Namespace, export: Callable[..., ExportSummary], **arguments) -> ExportSummary:
-    """``export(out=args.out, **arguments)`` on the engine of ``--engine``.
+def check_engine(args: argparse.Namespace) -> RayConfig | None:
+    """Check ``--engine`` and the ``--ray-*`` flags before any work; the :class:`RayConfig` of
+    ``--engine ray`` (Ray importable), else None.
 
-    ``arguments`` holds ``shard``, ``format``, ``progress`` and ``overwrite`` too; with
-    ``--engine ray`` the engine takes the last three and refuses ``--shard`` and ``--approx``.
+    Raises:
+        HybridRecError: a ``--ray-*`` flag without ``--engine ray``, ``--shard`` or ``--approx`` with
+            it, a count below 1, or Ray not installed (with the command that installs it).
     """
     if args.engine != "ray":
         given = [flag for flag in RAY_FLAGS if getattr(args, flag) is not None]
         if given:
             raise HybridRecError(f"--{given[0].replace('_', '-')} applies only with --engine ray")
-        return export(out=args.out, **arguments)
-    if arguments.get("shard") is not None:
+        return None
+    if args.shard is not None:
         raise HybridRecError("--shard does not apply with --engine ray: it splits the queries into --ray-blocks "
                              "itself")
-    if arguments.get("approx") is not None:
+    if getattr(args, "approx", None) is not None:
         raise HybridRecError("--approx does not apply with --engine ray (exact search only): every task would "
                              "build its own index of the whole catalog")
     for flag in ("ray_workers", "ray_blocks"):
@@ -76,8 +78,20 @@ def run_export(args: argparse.Namespace, export: Callable[..., ExportSummary], *
             raise HybridRecError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.ray_workers is not None and args.ray_address is not None:
         raise HybridRecError("--ray-workers sizes a local Ray cluster; with --ray-address the cluster has its own")
-    config = RayConfig(address=args.ray_address, workers=args.ray_workers, blocks=args.ray_blocks,
-                       parts_dir=args.ray_parts)
+    import_ray()
+    return RayConfig(address=args.ray_address, workers=args.ray_workers, blocks=args.ray_blocks,
+                     parts_dir=args.ray_parts)
+
+
+def run_export(args: argparse.Namespace, export: Callable[..., ExportSummary], **arguments) -> ExportSummary:
+    """``export(out=args.out, **arguments)`` on the engine of ``--engine`` (see :func:`check_engine`).
+
+    ``arguments`` holds ``shard``, ``format``, ``progress`` and ``overwrite`` too; with
+    ``--engine ray`` the engine takes the last three.
+    """
+    config = check_engine(args)
+    if config is None:
+        return export(out=args.out, **arguments)
     return export_with_ray(export, args.out, config, format=arguments.pop("format"),
                            overwrite=arguments.pop("overwrite"), progress=arguments.pop("progress"), **arguments)
 
