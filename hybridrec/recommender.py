@@ -46,6 +46,8 @@ from hybridrec.models.cf_head import DenseEASEHead
 from hybridrec.models.graph_filter import GraphFilterHead
 from hybridrec.models.hybrid_gnn import HybridGNN, normalized_adjacency
 from hybridrec.recommender_base import RecommenderBase, top_k_frame
+from hybridrec.recommender_catalog import HybridCatalog
+from hybridrec.recommender_explain import HybridExplain
 from hybridrec.recommender_search import HybridSearch
 from hybridrec.recommender_similarity import HybridSimilarity, zscore_rows
 from hybridrec.tables import ColumnRoles, RecDataset, infer_attribute_roles
@@ -62,7 +64,7 @@ logger = logging.getLogger(__name__)
 CF_HEADS = ("auto", "dense", "sparse")
 
 
-class HybridRecommender(HybridSearch, HybridSimilarity, RecommenderBase):
+class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimilarity, RecommenderBase):
     """Graph-based hybrid recommender with warm and cold-start support.
 
     All arguments are keyword-only and stored unchanged (scikit-learn style).
@@ -252,6 +254,7 @@ class HybridRecommender(HybridSearch, HybridSimilarity, RecommenderBase):
             content.blocks = {"attributes": flags, **content.blocks}
             content.present = {"attributes": flags.sum(1) > 0, **content.present}
         self.content_dims_ = content.dims
+        self._keep_vocabulary(graph)
 
         binary = self.user_items_.copy()
         binary.data[:] = 1.0
@@ -330,14 +333,18 @@ class HybridRecommender(HybridSearch, HybridSimilarity, RecommenderBase):
             if trials is not None:
                 self.ease_l2_trials_ = trials
         head = (self.dense_head() if dense else self.sparse_head()).fit(binary)
-        if len(cold) and content.blocks:
+        if content.blocks:  # also without cold items: the content map serves items added later (add_items)
             self.cold_block_weights_, trials = select_block_weights(
                 head, binary, content, warm, fixed={"attributes": self.attribute_weight, **(self.block_weights or {})},
                 tune=self.tune_block_weights, hidden_share=self.block_validation_share,
                 folds=self.block_validation_folds, seed=self.seed)
             if trials is not None:
                 self.block_weight_trials_ = trials
-            head.fill_cold_columns(binary, content, warm, cold, self.cold_block_weights_)
+            if len(cold):
+                head.fill_cold_columns(binary, content, warm, cold, self.cold_block_weights_)
+            else:
+                head.fit_content_map(binary, content, warm, self.cold_block_weights_)
+            self._keep_content_map(head)
         if dense:
             self.item_weights_ = head.item_weights()
         else:
@@ -365,32 +372,23 @@ class HybridRecommender(HybridSearch, HybridSimilarity, RecommenderBase):
                           fresh_checkpoint=fresh_checkpoint)
         self.train_result_ = trainer.fit(model, data)
         # Inference propagates over every training edge, including the validation hold-out.
-        full = GraphTrainingData(adjacency=normalized_adjacency(*graph.homogeneous_edges(binary, self.attribute_edge_weight),
-                                                                total),
+        full_edges = graph.homogeneous_edges(binary, self.attribute_edge_weight)
+        full = GraphTrainingData(adjacency=normalized_adjacency(*full_edges, total),
                                  content=content_tensors, present=present, user_has_id=user_has_id,
                                  item_has_id=item_has_id, train=binary).to(trainer.device)
         embeddings = model.infer(full.content, full.present, full.user_has_id, full.item_has_id, full.adjacency)
         self.user_embeddings_, self.item_embeddings_ = embeddings.users, embeddings.items
         self.item_layers_, self.item_degree_ = embeddings.item_layers, embeddings.item_degree  # for new-user histories
+        self._keep_content_path(model, embeddings, *full_edges)  # for items added later (add_items)
         self.modality_gates_ = ({} if model.fusion is None else
                                 dict(zip(model.fusion.names, model.fusion.gates.detach().cpu().tolist())))
 
     # -- scoring ---------------------------------------------------------------------------------
     def _fused(self, history: torch.Tensor, user_embeddings: torch.Tensor) -> torch.Tensor:
-        """Fused scores ``[b, n_items]`` from histories ``[b, n_items]`` and GNN user embeddings ``[b, dim]``."""
-        scores = torch.zeros(len(history), len(self.item_ids_))
-        has_cf = self.item_weights_ is not None or getattr(self, "cf_filter_", None) is not None
-        if has_cf:
-            raw = history @ self.item_weights_ if self.item_weights_ is not None else self.cf_filter_.score(history)
-            cf = zscore_rows(raw)
-            has_history = history.sum(dim=1, keepdim=True) > 0
-            popularity = zscore_rows(self.item_popularity_.expand(len(history), -1))
-            scores = torch.where(has_history, cf, self.popularity_weight * popularity)
-        if self.item_embeddings_ is not None:
-            cold_weight = self.cold_gnn_weight if has_cf else self.gnn_weight
-            weight = torch.where(self.item_popularity_ > 0, self.gnn_weight, cold_weight)
-            scores = scores + weight * zscore_rows(user_embeddings @ self.item_embeddings_.T)
-        return scores
+        """Fused scores ``[b, n_items]`` from histories ``[b, n_items]`` and GNN user embeddings ``[b, dim]``:
+        the CF term plus the GNN term of :meth:`fused_parts`."""
+        _, cf_term, gnn_term = self.fused_parts(history, user_embeddings)
+        return cf_term + gnn_term
 
     def score_users(self, user_index: np.ndarray) -> torch.Tensor:
         history = torch.from_numpy(self._binary_rows(user_index))
@@ -440,11 +438,14 @@ class HybridRecommender(HybridSearch, HybridSimilarity, RecommenderBase):
         state = {name: getattr(self, name) for name in self._STATE if getattr(self, name, None) is not None}
         if getattr(self, "cf_filter_", None) is not None:
             state.update(self.cf_filter_.state())
+        state.update(self._catalog_state())
         return state
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         """Restore the saved tensors after checking that the parameters call for exactly these,
-        sized for the id tables, ``dim``, ``num_layers`` and the CF head ``cf_head`` resolves to."""
+        sized for the id tables, ``dim``, ``num_layers`` and the CF head ``cf_head`` resolves to
+        (the ``catalog_*`` tensors add_items needs are checked by :meth:`_load_catalog_state`)."""
+        state = self._load_catalog_state(state)
         expected: dict[str, tuple] = {"item_popularity_": ("items",)}
         head = self.resolved_cf_head() if self.use_cf else None
         if head == DenseEASEHead.name:

@@ -96,19 +96,44 @@ class DenseEASEHead:
                 reused across validation trials.
         """
         features = content.matrix(block_weights)
+        ridge, direct = self.column_maps(user_items, targets, features, warm, item_eigen)
+        columns, _ = self.mapped_columns(ridge, direct, features[cold], user_items, weights, warm)
+        return columns
+
+    def column_maps(self, user_items: sp.spmatrix, targets: np.ndarray, features: np.ndarray, warm: np.ndarray,
+                    item_eigen: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The two content -> column maps learned on the ``warm`` items: ``ridge`` ``[F, n_items]`` and
+        ``direct`` ``[n_items, F]`` (float64), from content vectors ``features`` ``[n_items, F]``."""
         ridge = ridge_map(features[warm], targets[:, warm].T, self.content_l2)          # [F, n_items]
         direct = reconstruction_map(user_items, warm, features[warm], self.content_direct_l2, item_eigen)  # [n_items, F]
-        ridge_columns = (features[cold] @ ridge).T
-        direct_columns = direct @ features[cold].T
-        blended = (ridge_columns / max(float(ridge_columns.std()), 1e-12)
-                   + direct_columns / max(float(direct_columns.std()), 1e-12))
-        # Predicted columns are smoother than learned ones, so their scores x_u·b add up
-        # differently: match the scale of training users' scores on warm items, so cold items
-        # compete fairly with warm ones in a mixed ranking.
-        warm_scores = user_items @ weights[:, warm]
-        cold_scores = user_items @ blended
-        scale = float(np.std(warm_scores)) / max(float(np.std(cold_scores)), 1e-12)
-        return (blended * scale).astype(np.float32)
+        return ridge, direct
+
+    @staticmethod
+    def mapped_columns(ridge: np.ndarray, direct: np.ndarray, features: np.ndarray, user_items: sp.spmatrix,
+                       weights: np.ndarray, warm: np.ndarray, normalizers: tuple | None = None
+                       ) -> tuple[np.ndarray, tuple[float, float, float]]:
+        """Columns ``[n_items, n_new]`` for content vectors ``features`` ``[n_new, F]`` through the maps
+        of :meth:`column_maps`, and the ``(ridge std, direct std, score scale)`` used.
+
+        ``normalizers`` None: computed from these columns (the two maps' outputs are z-scaled and
+        summed, then scaled so training users' scores on them spread like their scores on the warm
+        columns of ``weights``); given: reused, so items predicted later are scaled like these.
+        """
+        ridge_columns = (features @ ridge).T
+        direct_columns = direct @ features.T
+        if normalizers is None:
+            ridge_std, direct_std = max(float(ridge_columns.std()), 1e-12), max(float(direct_columns.std()), 1e-12)
+        else:
+            ridge_std, direct_std, scale = normalizers
+        blended = ridge_columns / ridge_std + direct_columns / direct_std
+        if normalizers is None:
+            # Predicted columns are smoother than learned ones, so their scores x_u·b add up
+            # differently: match the scale of training users' scores on warm items, so cold items
+            # compete fairly with warm ones in a mixed ranking.
+            warm_scores = user_items @ weights[:, warm]
+            cold_scores = user_items @ blended
+            scale = float(np.std(warm_scores)) / max(float(np.std(cold_scores)), 1e-12)
+        return (blended * scale).astype(np.float32), (ridge_std, direct_std, scale)
 
     def validation_fold(self, visible: sp.csr_matrix) -> tuple:
         """Everything a pseudo-cold fold reuses across weightings: the head refitted on ``visible``
@@ -126,7 +151,18 @@ class DenseEASEHead:
 
     def fill_cold_columns(self, user_items: sp.spmatrix, content: ItemContent, warm: np.ndarray,
                           cold: np.ndarray, block_weights: dict) -> None:
-        """Write the content-predicted columns of ``cold`` items into ``weights_``."""
-        weights = self.weights_
-        weights[:, cold] = self.predict_cold_columns(user_items, weights, self.content_targets(user_items, weights),
-                                                     content, warm, cold, block_weights)
+        """Learn the content map (:meth:`fit_content_map`) and write the predicted columns of ``cold``
+        items into ``weights_``."""
+        self.fit_content_map(user_items, content, warm, block_weights)
+        features = content.matrix(block_weights)
+        self.weights_[:, cold], self.content_normalizers_ = self.mapped_columns(
+            self.content_ridge_, self.content_direct_, features[cold], user_items, self.weights_, warm)
+
+    def fit_content_map(self, user_items: sp.spmatrix, content: ItemContent, warm: np.ndarray,
+                        block_weights: dict) -> None:
+        """Learn :meth:`column_maps` on the ``warm`` items (kept as ``content_ridge_`` ``[F, n_items]``
+        and ``content_direct_`` ``[n_items, F]``), so columns of items added later come from the same map."""
+        features = content.matrix(block_weights)
+        self.content_ridge_, self.content_direct_ = self.column_maps(
+            user_items, self.content_targets(user_items, self.weights_), features, warm)
+        self.content_normalizers_ = None

@@ -295,19 +295,28 @@ class GraphFilterHead:
         targets = self.column_coordinates() if targets is None else targets
         features = content.matrix(block_weights)
         mapping = ridge_map(features[warm], targets[:, warm].T, self.content_l2)        # [F, rank]
-        predicted = (features[cold] @ mapping).T.astype(np.float32)                     # [rank, n_cold]
-        # Match the spread of training users' scores on warm items (as the dense head does), so
-        # cold items compete fairly in a mixed ranking.
-        sample = np.random.default_rng(self.seed).choice(user_items.shape[0], min(2048, user_items.shape[0]),
-                                                         replace=False)
-        history = sp.csr_matrix(user_items[np.sort(sample)], dtype=np.float32)
-        projected = np.asarray(history @ self.left_)                                    # [s, rank]
-        warm_sample = warm[np.random.default_rng(self.seed + 1).choice(len(warm), min(4096, len(warm)), replace=False)]
-        warm_scores = (np.asarray((history @ self.cooccurrence_[:, warm_sample]).todense())
-                       + projected @ self.right_[:, warm_sample])
-        cold_scores = projected @ predicted
-        scale = float(np.std(warm_scores)) / max(float(np.std(cold_scores)), 1e-12)
-        return predicted * scale
+        predicted, _ = self.mapped_columns(mapping, features[cold], user_items, warm)
+        return predicted
+
+    def mapped_columns(self, mapping: np.ndarray, features: np.ndarray, user_items: sp.spmatrix,
+                       warm: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, float]:
+        """``Q`` columns ``[rank, n_new]`` for content vectors ``features`` ``[n_new, F]`` through the
+        ridge ``mapping`` ``[F, rank]``, and the score scale used (None: computed from these columns
+        so that training users' scores on them spread like their scores on warm items, as the dense
+        head does, so cold items compete fairly in a mixed ranking; given: reused)."""
+        predicted = (features @ mapping).T.astype(np.float32)                           # [rank, n_new]
+        if scale is None:
+            sample = np.random.default_rng(self.seed).choice(user_items.shape[0], min(2048, user_items.shape[0]),
+                                                             replace=False)
+            history = sp.csr_matrix(user_items[np.sort(sample)], dtype=np.float32)
+            projected = np.asarray(history @ self.left_)                                # [s, rank]
+            warm_sample = warm[np.random.default_rng(self.seed + 1).choice(len(warm), min(4096, len(warm)),
+                                                                           replace=False)]
+            warm_scores = (np.asarray((history @ self.cooccurrence_[:, warm_sample]).todense())
+                           + projected @ self.right_[:, warm_sample])
+            cold_scores = projected @ predicted
+            scale = float(np.std(warm_scores)) / max(float(np.std(cold_scores)), 1e-12)
+        return predicted * scale, scale
 
     def validation_fold(self, visible: sp.csr_matrix) -> tuple:
         """A head with these settings refitted on ``visible`` ``[n_users, n_items]``, with its column
@@ -326,10 +335,24 @@ class GraphFilterHead:
 
     def fill_cold_columns(self, user_items: sp.spmatrix, content: ItemContent, warm: np.ndarray,
                           cold: np.ndarray, block_weights: dict) -> None:
-        """Write the content-predicted columns of ``cold`` items into ``right_``."""
+        """Learn the content map (:meth:`fit_content_map`) and write the predicted columns of ``cold``
+        items into ``right_``."""
         self._check_fitted()
-        self.right_[:, cold] = self.predict_cold_columns(user_items, content, warm, cold, block_weights)
+        self.fit_content_map(user_items, content, warm, block_weights)
+        features = content.matrix(block_weights)
+        self.right_[:, cold], self.content_scale_ = self.mapped_columns(self.content_mapping_, features[cold],
+                                                                        user_items, warm)
         self._coordinates = self._coordinate_moments = self._row_moments = None
+
+    def fit_content_map(self, user_items: sp.spmatrix, content: ItemContent, warm: np.ndarray,
+                        block_weights: dict) -> None:
+        """Learn the ridge map content -> :meth:`column_coordinates` on the ``warm`` items, kept as
+        ``content_mapping_`` ``[F, rank]`` (float64), so columns of items added later come from it."""
+        self._check_fitted()
+        targets = self.column_coordinates()
+        features = content.matrix(block_weights)
+        self.content_mapping_ = ridge_map(features[warm], targets[:, warm].T, self.content_l2)
+        self.content_scale_ = None
 
     # -- persistence -----------------------------------------------------------------------------
     def state(self) -> dict[str, Tensor]:

@@ -247,7 +247,8 @@ class HybridGNN(nn.Module):
         degree = torch.zeros(stacked.shape[1]).scatter_add_(0, adjacency.to_sparse_coo().coalesce().indices()[0].cpu(),
                                                             torch.ones(adjacency._nnz()))
         return GNNEmbeddings(users=final[users].contiguous(), items=final[items].contiguous(),
-                             item_layers=stacked[:, items].contiguous(), item_degree=degree[items].contiguous())
+                             item_layers=stacked[:, items].contiguous(), item_degree=degree[items].contiguous(),
+                             attribute_layers=stacked[:, items.stop:].contiguous())
 
 
 @dataclass(frozen=True)
@@ -260,12 +261,15 @@ class GNNEmbeddings:
         item_layers: ``[num_layers + 1, num_items, dim]`` per-layer item embeddings (a new user's
             embedding is rebuilt from them by the propagation rule).
         item_degree: ``[num_items]`` item node degrees in the inference graph.
+        attribute_layers: ``[num_layers + 1, num_attributes, dim]`` per-layer attribute-node
+            embeddings (an item added after training is propagated from them).
     """
 
     users: Tensor
     items: Tensor
     item_layers: Tensor
     item_degree: Tensor
+    attribute_layers: Tensor | None = None
 
 
 def softmax_loss(user_embeddings: Tensor, item_embeddings: Tensor, targets: Tensor, temperature: float) -> Tensor:
