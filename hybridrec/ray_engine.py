@@ -26,6 +26,7 @@ several machines ``parts_dir`` must be a folder every node sees (a shared file s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -179,6 +180,9 @@ def export_with_ray(export: Callable[..., ExportSummary], out: str | Path, confi
                 except BaseException:
                     for reference in pending:  # no task goes on writing into a folder about to go
                         ray.cancel(reference, force=True)
+                    for reference in pending:  # fetched, so Ray does not report their errors again at exit
+                        with contextlib.suppress(Exception):
+                            ray.get(reference, timeout=30)
                     raise
             del arguments_ref
             summary = merge_shards(parts, out, format=format, progress=False, overwrite=overwrite)
