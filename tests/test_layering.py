@@ -32,7 +32,7 @@ LAYER_RULES: tuple[tuple[int, tuple[str, ...]], ...] = (
     (EVALUATION, ("evaluation", "evaluation.*")),
     # The package itself is the estimator's facade (its lazy ``HybridRecommender``).
     (ESTIMATOR, ("hybridrec", "hybridrec.recommender", "hybridrec.recommender_*", "hybridrec.model_loading",
-                 "hybridrec.similarity_export", "hybridrec.ray_engine", "hybridrec.tuning")),
+                 "hybridrec.similarity_export", "hybridrec.ray_engine", "hybridrec.tuning", "hybridrec.serving")),
     (TRAINING, ("training", "training.*")),
     (CONTENT_AND_MODELS, ("hybridrec.graph", "hybridrec.features", "hybridrec.features.*", "hybridrec.models",
                           "hybridrec.models.*", "hybridrec.item_content", "hybridrec.ann_index",
