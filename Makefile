@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 VENV_PYTHON := $(VENV)/bin/python
 # Optional extras the demo and the tests use (see pyproject.toml).
-EXTRAS ?= test,images,ann,distributed
+EXTRAS ?= test,images,ann,distributed,serve
 # Public datasets are looked up here first (then the user cache, then downloaded when online).
 HYBRIDREC_DATA_DIR ?= $(abspath ../shared/data)
 export HYBRIDREC_DATA_DIR
