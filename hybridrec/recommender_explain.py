@@ -82,7 +82,8 @@ class HybridExplain:
         self._check_fitted()
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise HybridRecError(f"k must be an integer >= 1, got {k!r}")
-        user_index = self.user_ids_.to_index(_as_array(user_id))
+        user_ids = _as_array(user_id if isinstance(user_id, (list, tuple, np.ndarray, pd.Series, pd.Index)) else [user_id])
+        user_index = self.user_ids_.to_index(user_ids)
         if len(user_index) != 1:
             raise HybridRecError(f"explain takes one user id, got {len(user_index)}")
         item_ids = _as_array(item_ids)
@@ -94,7 +95,7 @@ class HybridExplain:
         contributions = (self.history_contributions(history_index, item_index)
                          if raw is not None and len(history_index) else None)
         shared = self._shared_attributes(history_index, item_index)
-        uid = _as_array(user_id)[0]
+        uid = user_ids[0]
         rows = []
         for column, (iid, item) in enumerate(zip(item_ids, item_index)):
             def add(reason, value, source="", rank=0):
