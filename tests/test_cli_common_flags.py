@@ -50,3 +50,21 @@ def test_bad_device_names_are_refused_while_parsing(command, device, movielens_a
         main([command, *movielens_args[:4], "--out", str(tmp_path), "--device", device])
     assert exit_info.value.code == 2
     assert "is not a device: use auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+@pytest.mark.parametrize("command", [["train", "--out", "{tmp}/model"], ["evaluate", "--hybrid"]])
+def test_a_gpu_asked_for_on_a_cpu_machine_is_an_error_not_a_switch(command, movielens_args, capsys, tmp_path):
+    argv = [part.replace("{tmp}", str(tmp_path)) for part in command]
+    assert main([*argv, *movielens_args, "--device", "cuda", "--gnn-epochs", "1"]) == 1
+    assert "no CUDA GPU is available" in capsys.readouterr().err
+
+
+def test_training_device_follows_the_one_rule():
+    from hybridrec.errors import HybridRecError
+    from training.trainer import training_device
+
+    assert str(training_device("cpu")) == "cpu"
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(HybridRecError, match="no CUDA GPU is available"):
+            training_device("cuda")

@@ -107,11 +107,9 @@ class StepPlan:
 
 
 def training_device(name: str) -> torch.device:
-    """:func:`hybridrec.device.resolve_device`, except that training asked for on a missing GPU
-    falls back to the CPU with a warning (a config written for a GPU machine still trains)."""
-    if name == "cuda" and not torch.cuda.is_available():
-        logger.warning("CUDA requested but not available: training on CPU")
-        return torch.device("cpu")
+    """The device training runs on: :func:`hybridrec.device.resolve_device`, the one rule of the
+    package (``"auto"``: the GPU when there is one; a CUDA device asked for on a machine without
+    one is a :class:`HybridRecError`, never a silent switch to the CPU)."""
     return resolve_device(name)
 
 

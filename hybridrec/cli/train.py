@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 
-from hybridrec.atomic import check_writable, write_text_atomic
+from hybridrec.atomic import check_writable
+from hybridrec.cli.common_flags import (add_device_argument, add_json_argument, check_json_target, emit_json,
+                                        json_text, text_stream)
 from hybridrec.cli.dataset_args import add_dataset_arguments, load_dataset_from_args
 from hybridrec.tables import RecDataset
 from training.distributed import is_main_process, shutdown
@@ -30,6 +31,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                             "with a text column, see HybridRecommender(image_alignment=...))")
     group.add_argument("--gnn-epochs", type=int, default=None, help="override the GNN training epochs")
     group.add_argument("--model-seed", type=int, default=None, help="seed of the model (default 0)")
+    add_device_argument(group, what=" for the encoders, the dense CF head and the GNN")
 
 
 def build_model(args: argparse.Namespace):
@@ -40,6 +42,8 @@ def build_model(args: argparse.Namespace):
         overrides["epochs"] = args.gnn_epochs
     if args.model_seed is not None:
         overrides["seed"] = args.model_seed
+    if args.device != "auto":
+        overrides["device"] = args.device
     return hybrid_from_config(args.config, **overrides)
 
 
@@ -52,9 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="model directory to write")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a model already saved at --out (any other folder is never replaced)")
-    parser.add_argument("--json", nargs="?", const="-", metavar="PATH",
-                        help="write the training summary (CF head, GNN training mode, timings, peak memory) as JSON "
-                             "to PATH (or stdout without PATH)")
+    add_json_argument(parser, what="the training summary (CF head, GNN training mode, timings, peak memory)")
     parser.add_argument("--checkpoint-dir", help="GNN checkpoints; an interrupted run resumes from here (a checkpoint "
                                                  "of another config or other data is refused)")
     parser.add_argument("--fresh-checkpoint", action="store_true",
@@ -75,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from hybridrec.recommender_base import MODEL_FOLDER
 
     check_writable(args.out, arg="--out", kind=MODEL_FOLDER, overwrite=args.overwrite)
-    if args.json and args.json != "-":
-        check_writable(args.json, arg="--json", overwrite=args.overwrite)
+    check_json_target(args)
     if args.checkpoint_dir:
         from training.trainer import LAST_CHECKPOINT
 
@@ -103,16 +104,12 @@ def run(args: argparse.Namespace) -> int:
                "fit_summary": getattr(model, "fit_summary_", None),
                "best_epoch": getattr(getattr(model, "train_result_", None), "best_epoch", None),
                "modality_gates": getattr(model, "modality_gates_", {})}
-    text = json.dumps(summary, indent=2, default=str) + "\n"
+    text = json_text(summary)
     model.save(args.out, overwrite=args.overwrite, extra_files={"train_summary.json": text})
-    if args.json == "-":
-        print(text, end="")
-        return 0
-    if args.json:
-        write_text_atomic(args.json, text, overwrite=args.overwrite)
+    emit_json(args, text)
     fit_summary = getattr(model, "fit_summary_", {})
     print(f"trained on {len(interactions):,} interactions in {seconds:.1f} s "
           f"(CF head {fit_summary.get('cf_head')}, GNN {fit_summary.get('gnn_negatives')} negatives / "
           f"{fit_summary.get('gnn_training_mode')}, peak RSS {fit_summary.get('peak_rss_mb')} MB); "
-          f"model saved to {args.out}")
+          f"model saved to {args.out}", file=text_stream(args))
     return 0
