@@ -121,3 +121,24 @@ def test_sparse_head_adds_items_on_a_slice(cold):
     recall_at_fit, recall_later = cold_recall(at_fit, split), cold_recall(later, split)
     assert recall_at_fit > 0.1
     assert abs(recall_later / recall_at_fit - 1) < 0.05
+
+
+def test_cli_add_items_saves_a_model_with_the_new_items(cold, tmp_path, capsys):
+    import json
+
+    from hybridrec.cli import main
+
+    split, known, new, users = cold
+    HybridRecommender(use_gnn=False, **FAST).fit(split.train, items=known, users=users, **FIT).save(tmp_path / "m")
+    new.head(40).to_parquet(tmp_path / "new.parquet", index=False)
+    args = ["add-items", "--model", str(tmp_path / "m"), "--items", str(tmp_path / "new.parquet"),
+            "--out", str(tmp_path / "m2"), "--json", "--device", "cpu"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["items_added"] == 40
+    grown = HybridRecommender.load(tmp_path / "m2")
+    assert set(new["item_id"].head(40)) <= set(grown.item_ids_.ids)
+    again = ["add-items", "--model", str(tmp_path / "m2"), "--items", str(tmp_path / "new.parquet"),
+             "--out", str(tmp_path / "m3")]
+    assert main(again) == 1                                   # the same ids again: refused, named
+    assert str(new["item_id"].iloc[0]) in capsys.readouterr().err

@@ -17,7 +17,8 @@ import warnings
 from hybridrec.errors import HybridRecError
 
 # Sub-command modules, in the order ``hybridrec --help`` lists them.
-COMMAND_MODULES = ("build_graph", "encode", "train", "evaluate", "export_similar", "recommend", "search", "serve")
+COMMAND_MODULES = ("build_graph", "encode", "train", "evaluate", "export_similar", "recommend", "search", "serve",
+                   "add_items")
 #: The modules of every recommender class a saved model may name: imported before a command given
 #: ``--model`` runs, so that each class has registered itself (a model folder is loaded only as a
 #: registered class; see :mod:`hybridrec.model_loading`).
