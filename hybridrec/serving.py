@@ -269,9 +269,18 @@ def _spellings(value: Id) -> tuple:
 
 def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """DataFrame rows as JSON-ready dicts (numpy scalars as Python ones, NaN as null)."""
-    frame = frame.astype(object).where(frame.notna(), None)
-    return [{key: (value.item() if isinstance(value, np.generic) else value) for key, value in row.items()}
-            for row in frame.to_dict(orient="records")]
+    columns = []
+    for name in frame.columns:
+        values = frame[name].tolist()  # Python scalars, not numpy ones
+        if frame[name].dtype.kind in "fO":
+            values = [None if isinstance(value, float) and value != value else _plain(value) for value in values]
+        columns.append(values)
+    names = list(frame.columns)
+    return [dict(zip(names, row)) for row in zip(*columns)]
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _capability(model: RecommenderBase, name: str):
