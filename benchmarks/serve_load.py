@@ -117,7 +117,8 @@ def make_requests(n: int, mix: dict[str, float], users: list, items: list, seed:
 
 
 def run_load(url: str, requests: list[tuple[str, str, dict]], concurrency: int) -> tuple[list, float]:
-    """Send ``requests`` from ``concurrency`` threads; return ``[(kind, seconds, status or error)]`` and wall seconds."""
+    """Send ``requests`` from ``concurrency`` threads; return ``[(kind, seconds, status or error name)]``
+    and the wall seconds."""
     parsed = urllib.parse.urlsplit(url)
     results, lock, position = [], threading.Lock(), iter(range(len(requests)))
 
@@ -215,7 +216,7 @@ def model_ids(folder: str) -> tuple[list, list]:
     """The user and item ids of the saved model in ``folder`` (JSON-ready), from its id tables."""
     import pandas as pd
 
-    plain = lambda values: [value.item() if hasattr(value, "item") else value for value in values]  # noqa: E731
+    plain = lambda values: [value.item() if hasattr(value, "item") else value for value in values]
     return (plain(pd.read_parquet(Path(folder) / "user_ids.parquet")["id"]),
             plain(pd.read_parquet(Path(folder) / "item_ids.parquet")["id"]))
 

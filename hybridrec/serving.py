@@ -4,7 +4,8 @@ Endpoints (JSON in and out; the OpenAPI page is at ``/docs``):
 
 * ``GET /health``: the model served (folder, class, sizes, generation, when loaded);
 * ``POST /recommend``: top-``k`` items for known users (``user_ids``) or for an anonymous
-  history (``history``: item ids, through ``recommend_for_history``), with ``exclude``;
+  history (``history``: item ids, through ``recommend_for_history``), with ``exclude`` and
+  ``candidates``;
 * ``POST /similar``: similar items of ``item_ids``; ``POST /search``: a free-text query,
   optionally personalised by ``user_id``; ``POST /explain``: why items were recommended to a user;
 * ``POST /items`` (add or update catalog items, ``add_items``) and ``POST /items/remove``
@@ -33,9 +34,10 @@ from __future__ import annotations
 
 import copy
 import logging
-from contextlib import asynccontextmanager
+import math
 import threading
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,9 +47,9 @@ import numpy as np
 import pandas as pd
 
 import hybridrec.recommender  # noqa: F401 - registers HybridRecommender, the class a model folder names
+from hybridrec import model_loading
 from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
-from hybridrec import model_loading
 from hybridrec.recommender_base import CONFIG_FILE, RecommenderBase
 
 INSTALL_HINT = "pip install 'hybridrec[serve]'"
@@ -172,6 +174,8 @@ class RecommendRequest(_Body):
     history: list[Id] | None = Field(None, min_length=1, max_length=MAX_IDS, examples=[[50, 172, 181]])
     k: int = Field(10, ge=1, le=MAX_K)
     exclude: list[Id] | None = Field(None, max_length=MAX_IDS, description="item ids never to return")
+    candidates: list[Id] | None = Field(None, min_length=1, max_length=MAX_IDS,
+                                        description="rank only these item ids")
     filter_seen: bool = Field(True, description="drop items the user (or the history) already has")
 
 
@@ -273,7 +277,7 @@ def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     for name in frame.columns:
         values = frame[name].tolist()  # Python scalars, not numpy ones
         if frame[name].dtype.kind in "fO":
-            values = [None if isinstance(value, float) and value != value else _plain(value) for value in values]
+            values = [None if isinstance(value, float) and math.isnan(value) else _plain(value) for value in values]
         columns.append(values)
     names = list(frame.columns)
     return [dict(zip(names, row)) for row in zip(*columns)]
@@ -335,14 +339,14 @@ def create_app(model_dir: str | Path | None = None, *, holder: ModelHolder | Non
             raise HybridRecError("give either user_ids (known users) or history (an anonymous user's items), "
                                  "not both and not neither")
         exclude = None if body.exclude is None else model_ids(model.item_ids_, body.exclude, "exclude")
+        candidates = None if body.candidates is None else model_ids(model.item_ids_, body.candidates, "candidates")
+        options = {"k": body.k, "filter_seen": body.filter_seen, "candidates": candidates, "exclude": exclude}
         if body.user_ids is not None:
-            users = model_ids(model.user_ids_, body.user_ids, "user_ids")
-            frame = model.recommend(users, k=body.k, filter_seen=body.filter_seen, exclude=exclude)
+            frame = model.recommend(model_ids(model.user_ids_, body.user_ids, "user_ids"), **options)
         else:
             history = model_ids(model.item_ids_, body.history, "history")
-            frame = _capability(model, "recommend_for_history")(history, k=body.k, filter_seen=body.filter_seen,
-                                                                exclude=exclude).drop(columns="user_id",
-                                                                                      errors="ignore")
+            frame = _capability(model, "recommend_for_history")(history, **options).drop(columns="user_id",
+                                                                                         errors="ignore")
         return {"generation": served.generation, "results": _rows(frame)}
 
     @app.post("/similar", response_model=Ranked)

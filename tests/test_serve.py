@@ -27,9 +27,9 @@ import pytest
 pytest.importorskip("fastapi", reason="the serve extra (pip install 'hybridrec[serve]') is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra (pip install 'hybridrec[serve]') is not installed")
 
-from evaluation.baselines import EASERecommender  # noqa: E402
-from hybridrec import HybridRecommender  # noqa: E402
-from hybridrec.cli import main as cli_main  # noqa: E402
+from evaluation.baselines import EASERecommender
+from hybridrec import HybridRecommender
+from hybridrec.cli import main as cli_main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HELD_BACK = 10  # the last movies, added over HTTP
@@ -155,7 +155,8 @@ def test_similar_and_search_equal_the_model(server, models):
         item: group.sort_values("rank")["similar_item_id"].tolist() for item, group in expected.groupby("item_id")}
     status, answer = post(base, "/search", {"query": "star wars", "k": 5, "user_id": 1})
     assert status == 200, log_tail(server)
-    assert [row["item_id"] for row in answer["results"]] == model.search("star wars", k=5, user_id=[1])["item_id"].tolist()
+    expected = model.search("star wars", k=5, user_id=[1])
+    assert [row["item_id"] for row in answer["results"]] == expected["item_id"].tolist()
     assert answer["results"][0]["query"] == "star wars"
 
 
@@ -163,13 +164,15 @@ def test_explain_equals_the_model(server, models):
     _, base, _ = server
     model = models[0]
     status, answer = post(base, "/explain", {"user_id": 1, "item_ids": [50, 181], "k": 3})
-    if not hasattr(model, "explain"):
-        assert status == 400 and "explain" in answer["detail"]
-        return
     assert status == 200, log_tail(server)
     expected = model.explain([1], [50, 181], k=3)
     assert len(answer["results"]) == len(expected) > 0
-    assert [row["item_id"] for row in answer["results"]] == expected["item_id"].tolist()
+
+    def reasons(rows):
+        return [(row["item_id"], row["reason"], str(row["source"]), row["rank"]) for row in rows]
+
+    assert reasons(answer["results"]) == reasons(expected.to_dict(orient="records"))
+    np.testing.assert_allclose([row["value"] for row in answer["results"]], expected["value"], rtol=1e-5)
 
 
 @pytest.mark.parametrize(("body", "status", "named"), [
@@ -207,22 +210,32 @@ def test_other_bad_requests_get_a_4xx_too(server):
     assert call(base, "GET", "/health")[1]["model"]["generation"] == 1  # a failed reload changes nothing
 
 
-def test_items_added_over_http_are_recommended(server, models):
+def test_items_added_over_http_are_recommended_similar_and_searchable(server, models):
     _, base, _ = server
-    model, _, _, _, held_back = models
+    _, _, _, _, held_back = models
     rows = [{"item_id": int(row.item_id), "title": row.title, "genres": list(row.genres)}
             for row in held_back.itertuples()]
-    status, answer = post(base, "/items", {"items": rows})
-    if not hasattr(model, "add_items"):
-        assert status == 400 and "add_items" in answer["detail"]
-        return
-    assert status == 200, answer
-    assert answer["added"] == HELD_BACK and answer["n_items"] == 1682
     new_ids = [row["item_id"] for row in rows]
+    status, answer = post(base, "/recommend", {"user_ids": [1], "k": 5, "candidates": new_ids})
+    assert status == 400 and str(new_ids[0]) in answer["detail"]  # not known yet
+    generation = call(base, "GET", "/health")[1]["model"]["generation"]
+    status, answer = post(base, "/items", {"items": rows})
+    assert status == 200, log_tail(server)
+    assert answer["added"] == HELD_BACK and answer["n_items"] == 1682 and answer["generation"] == generation + 1
+    assert call(base, "GET", "/health")[1]["model"]["changes"] == [f"add_items({HELD_BACK})"]
+    status, answer = post(base, "/recommend", {"user_ids": [1, 2], "k": 5, "candidates": new_ids})
+    assert status == 200 and len(answer["results"]) == 10
+    assert {row["item_id"] for row in answer["results"]} <= set(new_ids)
     status, answer = post(base, "/similar", {"item_ids": new_ids[:1], "k": 5})
     assert status == 200 and len(answer["results"]) == 5
+    status, answer = post(base, "/search", {"query": rows[0]["title"], "k": 3})
+    assert new_ids[0] in [row["item_id"] for row in answer["results"]]
     status, answer = post(base, "/items", {"items": rows[:1]})
     assert status == 400 and str(new_ids[0]) in answer["detail"]  # known now: refused without update
+    status, answer = post(base, "/items/remove", {"item_ids": new_ids})
+    assert status == 200 and answer["removed"] == HELD_BACK
+    status, answer = post(base, "/recommend", {"user_ids": [1], "k": 5, "candidates": new_ids})
+    assert status == 200 and answer["results"] == []  # hidden: never returned
 
 
 def test_reload_swaps_the_model_without_failing_requests(server, models):
