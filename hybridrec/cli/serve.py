@@ -55,9 +55,13 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, access_log=args.access_log,
                                            log_level="info" if args.verbose else "warning"))
     _install_signal_handlers(holder)
-    server.run()
+    try:
+        server.run()
+    except SystemExit as err:  # uvicorn's startup failure (e.g. the port is taken), its reason logged above
+        raise HybridRecError(f"could not serve on {args.host}:{args.port} (uvicorn exit {err.code}; "
+                             "see the message above)") from None
     if not server.started:
-        raise HybridRecError(f"could not listen on {args.host}:{args.port} (see the message above)")
+        raise HybridRecError(f"could not serve on {args.host}:{args.port} (see the message above)")
     return 0
 
 
