@@ -130,3 +130,22 @@ class HybridExplain:
             found = sorted(((labels[a], int(counts[a])) for a in own if counts[a] > 0), key=lambda pair: -pair[1])
             out.append(found)
         return out
+
+
+def explanation_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (user_id, item_id) of an :meth:`HybridExplain.explain` table: ``cf_term``,
+    ``gnn_term``, ``cf_raw`` (floats) and ``history`` / ``attributes`` as text, e.g.
+    ``"50:0.0412; 181:0.0307"`` (history item: its share of ``cf_raw``) and ``"genres=Drama:12"``."""
+    keys = ["user_id", "item_id"]
+    terms = table.loc[table["reason"].isin(["cf_term", "gnn_term", "cf_raw"])].pivot_table(
+        index=keys, columns="reason", values="value", aggfunc="first")
+
+    def joined(reason: str, number: str) -> pd.Series:
+        rows = table.loc[table["reason"] == reason]
+        text = pd.Series([f"{source}:{value:{number}}" for source, value in zip(rows["source"], rows["value"])],
+                         index=rows.index, dtype=object)
+        return text.groupby([rows["user_id"], rows["item_id"]], sort=False).agg("; ".join)
+
+    out = terms.join(joined("history", ".4g").rename("history")).join(joined("attribute", ".0f").rename("attributes"))
+    out[["history", "attributes"]] = out[["history", "attributes"]].fillna("")
+    return out.reset_index()

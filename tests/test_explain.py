@@ -80,3 +80,19 @@ def test_bad_inputs_are_named(fitted):
         model.explain("no-such-user", [model.item_ids_.ids[0]])
     with pytest.raises(HybridRecError, match="k must be"):
         model.explain(model.user_ids_.ids[0], [model.item_ids_.ids[0]], k=0)
+
+
+def test_cli_recommend_explain_adds_the_reasons(fitted, tmp_path):
+    import pandas as pd
+
+    from hybridrec.cli import main
+
+    model, _ = fitted
+    model.save(tmp_path / "m")
+    users = [str(u) for u in model.user_ids_.ids[:3]]
+    assert main(["recommend", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "r.parquet"), "--k", "4",
+                 "--user-ids", *users, "--explain", "3", "--no-progress"]) == 0
+    table = pd.read_parquet(tmp_path / "r.parquet")
+    assert len(table) == 12
+    np.testing.assert_allclose(table["cf_term"] + table["gnn_term"], table["score"], atol=1e-5)
+    assert table["history"].str.count(":").eq(3).all()

@@ -4,6 +4,7 @@ saved model, streamed to Parquet/CSV."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pandas as pd
 
@@ -41,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=4096, help="users per batch (default 4096)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--explain", type=int, nargs="?", const=5, metavar="K",
+                        help="add why each item is recommended: cf_term, gnn_term, cf_raw, the K (default 5) history "
+                             "items contributing most to cf_raw and the attributes shared with the history")
     add_engine_arguments(parser, "users")
     parser.set_defaults(handler=run)
 
@@ -70,9 +74,30 @@ def run(args: argparse.Namespace) -> int:
                          filter_seen=not args.keep_seen, candidate_ids=candidates, shard=args.shard,
                          format=args.format, batch_size=args.batch_size, progress=progress,
                          source=str(args.model), overwrite=args.overwrite)
+    if args.explain:
+        add_explanations(summary.path, model, args.explain, args.format)
     print(f"wrote {summary.n_rows:,} recommendations for {summary.n_queries:,} users to {summary.path} "
           f"in {summary.seconds:.1f} s ({summary.queries_per_second:,.0f} users/s{engine_note(summary)})")
     return 0
+
+
+def add_explanations(path, model, k: int, table_format: str | None) -> None:
+    """Rewrite the recommendations at ``path`` with the columns of
+    :func:`hybridrec.recommender_explain.explanation_columns` (``--explain K``, known users only)."""
+    from hybridrec.atomic import atomic_path
+    from hybridrec.recommender_explain import explanation_columns
+
+    if not hasattr(model, "explain"):
+        raise HybridRecError(f"--explain: a {type(model).__name__} has no explanations (only HybridRecommender)")
+    csv = (table_format or Path(path).suffix.lstrip(".")) == "csv"
+    table = pd.read_csv(path) if csv else pd.read_parquet(path)
+    if "user_id" not in table.columns:
+        raise HybridRecError("--explain needs known users (--users or --user-ids), not --history")
+    reasons = pd.concat([model.explain(user, part["item_id"], k=k) for user, part in table.groupby("user_id", sort=False)],
+                        ignore_index=True)
+    table = table.merge(explanation_columns(reasons), on=["user_id", "item_id"], how="left")
+    with atomic_path(path, overwrite=True) as tmp:
+        table.to_csv(tmp, index=False) if csv else table.to_parquet(tmp, index=False)
 
 
 def read_history(path: str, model, *, encoding: str = "utf-8") -> pd.DataFrame:
