@@ -17,7 +17,7 @@ from evaluation.splitters import SplitConfig, make_split
 from hybridrec import HybridRecommender
 from hybridrec.errors import HybridRecError
 from hybridrec.models import ease
-from hybridrec.models.graph_filter import GraphFilterHead, pruned_cooccurrence, normalized_interactions
+from hybridrec.models.graph_filter import GraphFilterHead, cooccurrence_blocks, normalized_interactions, pruned_cooccurrence
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,22 @@ def test_pruned_cooccurrence_keeps_the_strongest_entries_and_is_symmetric(positi
         assert np.allclose(np.sort(dense[:, column])[-20:][strongest > 0], strongest[strongest > 0], rtol=1e-5)
     assert np.all(dense[dense > 0] == full[dense > 0])
     assert pruned.nnz <= 2 * 20 * train.shape[1]
+
+
+def test_cooccurrence_blocks_bound_their_entries_and_do_not_change_the_result(positives, monkeypatch):
+    train, _ = positives
+    normalized, _ = normalized_interactions(train)
+    reference = pruned_cooccurrence(normalized, neighbors=20)
+    monkeypatch.setattr("hybridrec.models.graph_filter.GRAM_BLOCK_ENTRIES", 40_000)
+    blocks = cooccurrence_blocks(normalized)
+    assert blocks[0][0] == 0 and blocks[-1][1] == train.shape[1]
+    assert all(left[1] == right[0] for left, right in zip(blocks, blocks[1:]))
+    sizes = np.diff(sp.csc_matrix(normalized.T @ normalized).indptr)
+    widths = np.array([stop - start for start, stop in blocks])
+    entries = np.array([sizes[start:stop].sum() for start, stop in blocks])
+    # Popular columns are dense: their blocks are narrow, and no wide block exceeds the budget.
+    assert widths.min() < widths.max() and (entries[widths > 1] <= 40_000).all()
+    assert (pruned_cooccurrence(normalized, neighbors=20) != reference).nnz == 0
 
 
 def test_sparse_head_is_close_to_dense_ease_in_far_less_memory(positives):

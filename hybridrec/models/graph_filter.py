@@ -34,8 +34,11 @@ from hybridrec.models.content_map import ridge_map
 
 logger = logging.getLogger(__name__)
 
-#: Columns of the co-occurrence matrix computed per block while pruning it (bounds the memory of a step).
+#: Columns of the co-occurrence matrix computed per block while pruning it, at most.
 GRAM_BLOCK_ITEMS = 4096
+#: Co-occurrence entries a block may hold before pruning, at most (about 1 GB with its sort), so
+#: a block of popular items, whose columns are dense, is narrower than :data:`GRAM_BLOCK_ITEMS`.
+GRAM_BLOCK_ENTRIES = 1 << 25
 #: Extra columns and power iterations of the randomized SVD.
 SVD_OVERSAMPLING, SVD_POWER_ITERATIONS = 16, 4
 
@@ -59,16 +62,15 @@ def pruned_cooccurrence(normalized: sp.csr_matrix, neighbors: int, progress: boo
     """``R̃ᵀR̃`` ``[n_items, n_items]`` keeping the ``neighbors`` largest entries of each column,
     then symmetrised (an entry kept in either direction is kept in both).
 
-    Computed over blocks of :data:`GRAM_BLOCK_ITEMS` columns, so the unpruned co-occurrence of the
-    whole catalog never exists at once.
+    Computed over blocks of columns (:func:`cooccurrence_blocks`), so the unpruned co-occurrence
+    of the whole catalog never exists at once.
     """
     n_items = normalized.shape[1]
     by_item = normalized.T.tocsr()             # [n_items, n_users]
     by_user = normalized.tocsc()
     rows, cols, values = [], [], []
-    starts = range(0, n_items, GRAM_BLOCK_ITEMS)
-    for start in tqdm(starts, desc="co-occurrence", unit="block", disable=not progress, leave=False):
-        stop = min(start + GRAM_BLOCK_ITEMS, n_items)
+    blocks = cooccurrence_blocks(normalized)
+    for start, stop in tqdm(blocks, desc="co-occurrence", unit="block", disable=not progress, leave=False):
         block = (by_item @ by_user[:, start:stop]).tocsc()     # [n_items, block]
         counts = np.diff(block.indptr)
         column = np.repeat(np.arange(stop - start), counts)
@@ -81,6 +83,32 @@ def pruned_cooccurrence(normalized: sp.csr_matrix, neighbors: int, progress: boo
     rows, cols, values = np.concatenate(rows), np.concatenate(cols), np.concatenate(values)
     pruned = sp.csr_matrix((values, (rows, cols)), shape=(n_items, n_items), dtype=np.float32)
     return pruned.maximum(pruned.T).tocsr()
+
+
+def cooccurrence_blocks(normalized: sp.csr_matrix, max_entries: int | None = None,
+                        max_items: int | None = None) -> list[tuple[int, int]]:
+    """Contiguous ``(start, stop)`` column ranges of ``normalized`` ``[n_users, n_items]`` whose
+    co-occurrence columns hold at most about ``max_entries`` entries together (a column's entries
+    are bounded by the summed degrees of its users, and by ``n_items``) and at most ``max_items``
+    columns (defaults :data:`GRAM_BLOCK_ENTRIES`, :data:`GRAM_BLOCK_ITEMS`); a single column above
+    the bound is a block of its own."""
+    max_entries = GRAM_BLOCK_ENTRIES if max_entries is None else max_entries
+    max_items = GRAM_BLOCK_ITEMS if max_items is None else max_items
+    n_users, n_items = normalized.shape
+    user_degree = np.diff(normalized.indptr).astype(np.int64)
+    column_of_entry = normalized.indices
+    bound = np.bincount(column_of_entry, weights=user_degree[np.repeat(np.arange(n_users), user_degree)],
+                        minlength=n_items)
+    bound = np.minimum(bound, n_items)
+    blocks, start, total = [], 0, 0.0
+    for column in range(n_items):
+        if column > start and (total + bound[column] > max_entries or column - start >= max_items):
+            blocks.append((start, column))
+            start, total = column, 0.0
+        total += bound[column]
+    if n_items:
+        blocks.append((start, n_items))
+    return blocks
 
 
 def randomized_right_singular(matrix: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
