@@ -94,13 +94,13 @@ def main() -> None:
             mp.spawn(run_rank, args=(world, free_port(), options, out), nprocs=world, join=True)
             reports = [json.loads((Path(out) / f"world{world}-rank{rank}.json").read_text()) for rank in range(world)]
             rows[world] = (reports, time.perf_counter() - started)
-        reference = torch.load(Path(out) / f"items-{args.processes[0]}.pt")
+        reference = torch.load(Path(out) / f"items-{args.processes[0]}.pt", weights_only=True)
         print("| processes | recall@20 | NDCG@20 | epochs (best) | s per step, per rank | peak MB per rank | "
               f"GNN fit s | max abs diff of item embeddings vs {args.processes[0]} |")
         print("| ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |")
         for world, (reports, _) in rows.items():
             main_report, summary = reports[0], reports[0]["summary"]
-            diff = (torch.load(Path(out) / f"items-{world}.pt") - reference).abs().max().item()
+            diff = (torch.load(Path(out) / f"items-{world}.pt", weights_only=True) - reference).abs().max().item()
             print(f"| {world} | {main_report['recall']:.4f} | {main_report['ndcg']:.4f} | "
                   f"{main_report['epochs_run']} ({main_report['best_epoch']}) | "
                   f"{summary['gnn_step_seconds_per_rank']} | {summary['gnn_memory_mb_per_rank']} | "

@@ -84,8 +84,8 @@ def top_k_frame(values: torch.Tensor, indices: torch.Tensor, query_ids: np.ndarr
 
 
 def _as_array(values: Iterable) -> np.ndarray:
-    """External ids as a 1-d array (a lone string counts as one id, not as characters)."""
-    if isinstance(values, (str, bytes)):
+    """External ids as a 1-d array (a lone string or number counts as one id)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         values = [values]
     if isinstance(values, (np.ndarray, pd.Index, pd.Series)):
         return np.asarray(values)
@@ -447,6 +447,8 @@ class RecommenderBase:
         if not issubclass(model_cls, cls):
             raise HybridRecError(located(f"key 'class': the folder holds a {config['class']}, not a {cls.__name__}",
                                          file=config_path))
+        if model_cls is not cls and getattr(model_cls.load, "__func__", None) is not RecommenderBase.load.__func__:
+            return model_cls.load(path)  # the class's own load reads what it saves beyond this (e.g. an index)
         model = model_loading.build_from_config(model_cls, config["params"], config_path)
         model.user_ids_ = model_loading.read_id_map(path / "user_ids.parquet", kind="user")
         model.item_ids_ = model_loading.read_id_map(path / "item_ids.parquet", kind="item")

@@ -68,3 +68,23 @@ def test_baselines_take_exclude_too(movielens):
     excluded = np.unique([items[0] for items in top.values()])
     again = _lists(model.recommend(users, k=4, exclude=excluded), "item_id")
     assert all(not set(items) & set(excluded) for items in again.values())
+
+
+def test_a_lone_id_counts_as_one_id(fitted):
+    user = fitted.user_ids_.ids[3]
+    assert fitted.recommend(user, k=5).equals(fitted.recommend([user], k=5))
+    item = fitted.item_ids_.ids[7]
+    assert fitted.similar_items(item, k=5).equals(fitted.similar_items([item], k=5))
+
+
+def test_loading_through_the_base_class_reads_what_the_class_saves(fitted, tmp_path):
+    from hybridrec.recommender_base import RecommenderBase
+
+    fitted.save(tmp_path / "model")
+    loaded = RecommenderBase.load(tmp_path / "model")
+    assert type(loaded) is HybridRecommender
+    direct = HybridRecommender.load(tmp_path / "model")
+    # The search index lives in its own folder: the base class's load must not drop it.
+    assert (getattr(loaded, "search_index_", None) is None) == (getattr(direct, "search_index_", None) is None)
+    assert getattr(fitted, "search_index_", None) is None or loaded.search_index_ is not None
+    assert loaded.recommend(fitted.user_ids_.ids[:3], k=5).equals(fitted.recommend(fitted.user_ids_.ids[:3], k=5))
