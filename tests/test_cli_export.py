@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import pandas as pd
@@ -243,3 +244,30 @@ def test_content_only_export_checks_the_shared_dimension(tmp_path):
     with pytest.raises(HybridRecError, match="--cca-components must be >= 1"):
         export(["--items", str(tmp_path / "items.csv"), "--item-id-col", "id", "--text-cols", "title",
                 "--cca-components", "0", "--out", str(tmp_path / "s.parquet")])
+
+
+def test_recommend_exclude_file_and_json_summary(saved_models, tmp_path, capsys):
+    model_dir = saved_models["VectorRecommender"]
+    model = RecommenderBase.load(model_dir)
+    users = model.user_ids_.ids[:30]
+    expected_full = model.recommend(users, k=30)
+    excluded = expected_full.groupby("user_id")["item_id"].first().unique()
+    (tmp_path / "users.txt").write_text("\n".join(map(str, users)) + "\n")
+    (tmp_path / "out_of_stock.txt").write_text("\n".join(map(str, excluded)) + "\n")
+    out = tmp_path / "recs.parquet"
+    assert recommend_cli(["--model", model_dir, "--users", str(tmp_path / "users.txt"), "--k", "10",
+                          "--exclude", str(tmp_path / "out_of_stock.txt"), "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_rows"] == 10 * len(users) and summary["n_queries"] == len(users)
+    table = read_table(out)
+    assert not set(table["item_id"]) & set(excluded)
+    pd.testing.assert_frame_equal(table, model.recommend(users, k=10, exclude=excluded), check_dtype=False)
+
+
+def test_export_similar_json_summary_on_stdout(saved_models, tmp_path, capsys):
+    out = tmp_path / "similar.parquet"
+    assert export(["--model", saved_models["VectorRecommender"], "--k", "5", "--out", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["n_rows"] == 5 * summary["n_queries"] and summary["method"] == "exact"
+    assert "wrote" in captured.err

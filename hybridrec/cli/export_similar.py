@@ -13,6 +13,7 @@ from hybridrec.errors import HybridRecError, located
 from hybridrec.features.image_paths import resolve_image_paths
 from hybridrec.id_map import IdMap
 
+from hybridrec.cli.common_flags import add_device_argument, add_json_argument, check_json_target, emit_json, text_stream
 from hybridrec.cli.id_files import add_encoding_argument, read_id_file
 from hybridrec.cli.shard_merge import (add_engine_arguments, check_engine, engine_note, run_export,
                                        threads_and_merge)
@@ -46,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="queries on which --approx recall@k is measured against exact (0: skip)")
     parser.add_argument("--memory-budget", type=float, default=256, metavar="MIB",
                         help="ceiling for one block of scores in MiB (default 256)")
-    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda")
+    add_device_argument(parser)
+    add_json_argument(parser, what="the export summary (rows, seconds, method, recall)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_engine_arguments(parser, "query items")
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress
     check_writable(args.out, arg="--out", overwrite=args.overwrite)
+    check_json_target(args)
     if threads_and_merge(args, "items"):
         return 0
     check_engine(args)  # before the model is read
@@ -100,11 +103,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         summary = _export_from_content(args, options)
     rate = summary.queries_per_second
+    emit_json(args, summary.to_dict())
+    out = text_stream(args)
     print(f"wrote {summary.n_rows:,} rows for {summary.n_queries:,} items to {summary.path} "
-          f"in {summary.seconds:.1f} s ({rate:,.0f} items/s, {summary.method}{engine_note(summary)})")
+          f"in {summary.seconds:.1f} s ({rate:,.0f} items/s, {summary.method}{engine_note(summary)})", file=out)
     if summary.recall_at_k is not None:
         print(f"recall@{args.k} of the approximate search against exact "
-              f"({min(args.recall_sample, summary.n_queries)} sampled items): {summary.recall_at_k:.4f}")
+              f"({min(args.recall_sample, summary.n_queries)} sampled items): {summary.recall_at_k:.4f}", file=out)
     return 0
 
 

@@ -12,6 +12,7 @@ from data_builders.parsing import read_typed_table
 from hybridrec.atomic import check_writable
 from hybridrec.errors import HybridRecError, located
 
+from hybridrec.cli.common_flags import add_json_argument, check_json_target, emit_json, text_stream
 from hybridrec.cli.id_files import add_encoding_argument, coerce_ids, read_id_file
 from hybridrec.cli.shard_merge import (add_engine_arguments, check_engine, engine_note, run_export,
                                        threads_and_merge)
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     users.add_argument("--history", metavar="FILE",
                        help="user_id,item_id rows of new users (needs a model with recommend_for_history)")
     parser.add_argument("--candidates", metavar="FILE", help="ids of the only items to recommend")
+    parser.add_argument("--exclude", metavar="FILE", help="ids of items never to recommend (e.g. out of stock)")
     add_encoding_argument(parser)
     parser.add_argument("--keep-seen", action="store_true", help="also recommend items the user already has")
     parser.add_argument("--shard", metavar="I/N", help="only shard I of N (0-based) of the users")
@@ -45,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--explain", type=int, nargs="?", const=5, metavar="K",
                         help="add why each item is recommended: cf_term, gnn_term, cf_raw, the K (default 5) history "
                              "items contributing most to cf_raw and the attributes shared with the history")
+    add_json_argument(parser, what="the export summary (rows, users, seconds)")
     add_engine_arguments(parser, "users")
     parser.set_defaults(handler=run)
 
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress
     check_writable(args.out, arg="--out", overwrite=args.overwrite)
+    check_json_target(args)
     if threads_and_merge(args, "users"):
         return 0
     check_engine(args)  # before the model is read
@@ -70,14 +74,20 @@ def run(args: argparse.Namespace) -> int:
         history = read_history(args.history, model, encoding=args.encoding)
     if args.candidates:
         candidates = read_id_file(args.candidates, model.item_ids_, encoding=args.encoding)
+    if args.exclude:
+        excluded = set(read_id_file(args.exclude, model.item_ids_, encoding=args.encoding))
+        pool = model.item_ids_.ids if candidates is None else candidates
+        candidates = [item for item in pool if item not in excluded]
     summary = run_export(args, export_recommendations, model=model, k=args.k, user_ids=user_ids, history=history,
                          filter_seen=not args.keep_seen, candidate_ids=candidates, shard=args.shard,
                          format=args.format, batch_size=args.batch_size, progress=progress,
                          source=str(args.model), overwrite=args.overwrite)
     if args.explain:
         add_explanations(summary.path, model, args.explain, args.format)
+    emit_json(args, summary.to_dict())
     print(f"wrote {summary.n_rows:,} recommendations for {summary.n_queries:,} users to {summary.path} "
-          f"in {summary.seconds:.1f} s ({summary.queries_per_second:,.0f} users/s{engine_note(summary)})")
+          f"in {summary.seconds:.1f} s ({summary.queries_per_second:,.0f} users/s{engine_note(summary)})",
+          file=text_stream(args))
     return 0
 
 
