@@ -132,7 +132,7 @@ def run_read(log_dir: Path) -> dict:
 
 
 def run_fit(method: str, log_dir: Path, *, seed: int, eval_users: int, export: bool, recall_sample: int,
-            keep_export: bool) -> dict:
+            keep_export: bool, export_shards: int = 1) -> dict:
     """Fit ``method`` on the train part of the log in ``log_dir``, score it, export (hybridrec)."""
     from evaluation.protocol import catalog_tables, evaluate_ranking
     from evaluation.splitters import SplitConfig, make_split
@@ -161,24 +161,30 @@ def run_fit(method: str, log_dir: Path, *, seed: int, eval_users: int, export: b
     result["recall@20"], result["ndcg@20"] = metrics[f"recall@{RECALL_K}"], metrics[f"ndcg@{RECALL_K}"]
     result["coverage@20"] = metrics.get(f"coverage@{RECALL_K}")
     if export:
-        result.update(run_export(model, log_dir / f"similar-{method}.parquet", recall_sample, keep_export))
+        result.update(run_export(model, log_dir / f"similar-{method}.parquet", recall_sample, keep_export,
+                                 export_shards))
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 
-def run_export(model, out: Path, recall_sample: int, keep: bool) -> dict:
-    """Top-50 similar items of every item, as ``hybridrec export-similar --approx faiss`` writes them."""
+def run_export(model, out: Path, recall_sample: int, keep: bool, shards: int = 1) -> dict:
+    """Top-50 similar items of every item, as ``hybridrec export-similar --approx faiss`` writes them
+    (``shards > 1``: only the first of ``shards`` parts of the items, as ``--shard 0/N`` does; the
+    index is still built over the whole catalog)."""
     from hybridrec.ann_index import AnnConfig
     from hybridrec.similarity_export import export_model_similar_items
+    from hybridrec.topk_table import ShardSpec
 
     started = time.perf_counter()
     summary = export_model_similar_items(model, out, k=EXPORT_K, approx="faiss", ann_config=AnnConfig(kind="hnsw"),
                                          recall_sample=recall_sample, memory_budget_bytes=256 * 2**20,
-                                         device="auto", progress=False, source="scale_curve")
+                                         device="auto", progress=False, source="scale_curve",
+                                         shard=ShardSpec(0, shards) if shards > 1 else None)
     seconds = time.perf_counter() - started
     if not keep:
         out.unlink(missing_ok=True)
-    return {"export_seconds": seconds, "export_rows": summary.n_rows, "export_method": summary.method,
+    return {"export_seconds": seconds, "export_shards": shards, "export_rows": summary.n_rows,
+            "export_method": summary.method,
             "export_recall@50": summary.recall_at_k, "export_recall_sample": min(recall_sample, summary.n_queries)}
 
 
@@ -251,6 +257,13 @@ def _number(value, spec: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
+def _export_cell(run: dict) -> str:
+    """Export seconds; for a partial export, the part's seconds and which part (``1/N of the items``)."""
+    shards = run.get("export_shards", 1)
+    seconds = _number(run.get("export_seconds"), ",.1f")
+    return seconds if shards <= 1 or seconds == "-" else f"{seconds} (1/{shards} of the items)"
+
+
 def to_markdown(runs: list[dict]) -> str:
     lines = ["| items | users | events | method | read rows/s | fit s | export s | peak RSS MB (fit) | "
              "peak RSS MB (all) | recall@20 | NDCG@20 | faiss recall@50 | eval users |",
@@ -260,7 +273,7 @@ def to_markdown(runs: list[dict]) -> str:
         label = METHODS[r["method"]] + (f" (failed: {r['error'][:80]})" if "error" in r else "")
         lines.append(f"| {r['n_items']:,} | {r['n_users']:,} | {r['n_events']:,} | {label} | "
                      f"{_number(r.get('read_rows_per_s'), ',.0f')} | {_number(r.get('fit_seconds'), '.1f')} | "
-                     f"{_number(r.get('export_seconds'), '.1f')} | {_number(r.get('peak_rss_fit_mb'), ',.0f')} | "
+                     f"{_export_cell(r)} | {_number(r.get('peak_rss_fit_mb'), ',.0f')} | "
                      f"{_number(peak, ',.0f')} | "
                      f"{_number(r.get('recall@20'), '.4f')} | {_number(r.get('ndcg@20'), '.4f')} | "
                      f"{_number(r.get('export_recall@50'), '.4f')} | {_number(r.get('eval_users'), ',')} |")
@@ -290,6 +303,8 @@ def run(args: argparse.Namespace) -> dict:
                 argv.append("--export")
             if args.keep_exports:
                 argv.append("--keep-export")
+            if args.export_shards.get(n_items, 1) > 1:
+                argv += ["--export-shards", str(args.export_shards[n_items])]
             result = run_child(argv, folder / f"{method}.stderr", args.timeout)
             result.update(method=method, n_items=n_items, n_users=meta["n_users"], n_events=meta["n_events"],
                           read_rows_per_s=size.get("read_rows_per_s"))
@@ -330,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="items on which the faiss export's recall@50 against exact is measured")
     parser.add_argument("--no-export", action="store_true", help="skip the similar-items export")
     parser.add_argument("--keep-exports", action="store_true", help="keep the exported tables in --work-dir")
+    parser.add_argument("--export-part", nargs="+", default=[], metavar="ITEMS:N",
+                        help="export only the first 1/N of the items at that size (e.g. 1000000:20), when the "
+                             "whole export would not fit the time at hand; the table says so")
     parser.add_argument("--work-dir", default="runs/scale_curve", help="logs, child stderr and exports")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per child before it is killed")
     parser.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
@@ -337,14 +355,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", help=argparse.SUPPRESS)
     parser.add_argument("--export", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keep-export", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--export-shards", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if not args.one:
+        try:
+            args.export_shards = {int(size): int(count) for size, count in
+                                  (part.split(":") for part in args.export_part)}
+        except ValueError:
+            parser.error(f"--export-part takes ITEMS:N pairs, got {args.export_part}")
     if args.one:
         log_dir = Path(args.log_dir)
         if args.one == "read":
             emit(run_read(log_dir))
         else:
             emit(run_fit(args.one, log_dir, seed=args.seed, eval_users=args.eval_users, export=args.export,
-                         recall_sample=args.recall_sample, keep_export=args.keep_export))
+                         recall_sample=args.recall_sample, keep_export=args.keep_export,
+                         export_shards=args.export_shards))
         return 0
     results = run(args)
     report(results)
