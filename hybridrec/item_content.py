@@ -42,7 +42,8 @@ class ItemContent:
     """Content blocks aligned with an item id map.
 
     Attributes:
-        blocks: block name -> ``[n_items, d]`` float32 (zero rows where absent).
+        blocks: block name -> ``[n_items, d]`` float32 (zero rows where absent); dense, or a scipy
+            CSR matrix (the attribute flags), densified only for the rows asked for.
         present: block name -> ``[n_items]`` bool.
     """
 
@@ -53,15 +54,50 @@ class ItemContent:
     def dims(self) -> dict[str, int]:
         return {name: block.shape[1] for name, block in self.blocks.items()}
 
-    def matrix(self, weights: dict[str, float]) -> np.ndarray:
-        """``[n_items, Σ d]`` concatenation of the blocks, each scaled by ``weights[name]`` (default 1)."""
+    def matrix(self, weights: dict[str, float], rows: np.ndarray | None = None) -> np.ndarray:
+        """``[n_items or len(rows), Σ d]`` concatenation of the blocks (of ``rows`` only when given),
+        each scaled by ``weights[name]`` (default 1), dense float32."""
+        return np.hstack([block.toarray() if sp.issparse(block) else block
+                          for block in self.weighted_blocks(weights, rows)]).astype(np.float32)
+
+    def weighted_blocks(self, weights: dict[str, float], rows: np.ndarray | None = None) -> list:
+        """The blocks (of ``rows`` only when given) scaled by ``weights[name]``, in order, sparse
+        ones kept sparse: what a memory-bounded ridge (:func:`hybridrec.models.content_map.ridge_map_blocks`)
+        takes instead of :meth:`matrix`."""
         if not self.blocks:
             raise ValueError("no content blocks")
-        return np.hstack([weights.get(name, 1.0) * block for name, block in self.blocks.items()]).astype(np.float32)
+        out = []
+        for name, block in self.blocks.items():
+            part = block if rows is None else block[rows]
+            weight = weights.get(name, 1.0)
+            out.append(part.multiply(weight).tocsr().astype(np.float32) if sp.issparse(part) else weight * part)
+        return out
 
 
-def attribute_flags(graph: RecGraph) -> np.ndarray:
-    """Item -> attribute incidence ``[n_items, n_item_attribute_values]`` (0/1) over all item attributes."""
+#: Attribute values the content vector keeps at most (the most frequent among the items); rarer
+#: ones stay graph nodes of the GNN. Bounds the content map's ``[F, F]`` normal equations when a
+#: catalog has tens of thousands of brands.
+MAX_CONTENT_ATTRIBUTE_VALUES = 4096
+
+
+def content_attribute_columns(incidence: sp.csr_matrix, max_values: int = MAX_CONTENT_ATTRIBUTE_VALUES) -> np.ndarray:
+    """Sorted columns of the item–attribute ``incidence`` ``[n_items, n_values]`` the content vector
+    keeps: all of them up to ``max_values``, else the ``max_values`` held by most items (ties to
+    the earlier column), logged."""
+    n_values = incidence.shape[1]
+    if n_values <= max_values:
+        return np.arange(n_values)
+    counts = np.asarray((incidence != 0).sum(axis=0)).ravel()
+    kept = np.sort(np.argsort(-counts, kind="stable")[:max_values])
+    logger.info("content vector: the %d most frequent of %d item attribute values (the rest, on %d item rows, stay "
+                "graph nodes only)", max_values, n_values, int((incidence[:, np.setdiff1d(np.arange(n_values), kept)]
+                                                                 .getnnz(axis=1) > 0).sum()))
+    return kept
+
+
+def attribute_incidence(graph: RecGraph) -> sp.csr_matrix:
+    """Item -> attribute incidence ``[n_items, n_item_attribute_values]`` (0/1, CSR float32) over all
+    item attributes, in the graph's attribute node order."""
     columns = []
     for node_type, (owner, _) in graph.attribute_sources.items():
         if owner != "item":
@@ -70,8 +106,8 @@ def attribute_flags(graph: RecGraph) -> np.ndarray:
         columns.append(sp.csr_matrix((np.ones(len(src), np.float32), (src, dst)),
                                      shape=(graph.num_items, len(graph.id_maps[node_type]))))
     if not columns:
-        return np.zeros((graph.num_items, 0), dtype=np.float32)
-    return sp.hstack(columns).toarray().astype(np.float32)
+        return sp.csr_matrix((graph.num_items, 0), dtype=np.float32)
+    return sp.hstack(columns).tocsr().astype(np.float32)
 
 
 def encode_item_content(items: pd.DataFrame | None, item_ids: IdMap, *, text_cols: list[str],

@@ -39,7 +39,8 @@ from hybridrec.graph import RecGraph, build_graph
 from hybridrec.item_content import (
     ItemContent,
     align_image_with_text,
-    attribute_flags,
+    attribute_incidence,
+    content_attribute_columns,
     encode_item_content,
 )
 from hybridrec.models.cf_head import DenseEASEHead
@@ -249,12 +250,15 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
         self.image_alignment_ = None
         if self.image_alignment not in (None, "none"):
             self.image_alignment_ = align_image_with_text(content, self.image_alignment, seed=self.seed)
-        flags = attribute_flags(graph)
+        incidence = attribute_incidence(graph)
+        self.content_attribute_columns_ = content_attribute_columns(incidence)
+        flags = incidence[:, self.content_attribute_columns_].tocsr()
         if flags.shape[1]:
             content.blocks = {"attributes": flags, **content.blocks}
-            content.present = {"attributes": flags.sum(1) > 0, **content.present}
+            content.present = {"attributes": flags.getnnz(axis=1) > 0, **content.present}
         self.content_dims_ = content.dims
         self._keep_vocabulary(graph)
+        self.catalog_["attribute_columns"] = self.content_attribute_columns_.tolist()
 
         binary = self.user_items_.copy()
         binary.data[:] = 1.0

@@ -361,11 +361,14 @@ class HybridCatalog:
         incidence.sum_duplicates()
         incidence.data[:] = 1.0
         if "attributes" in catalog.get("content_dims", {}):
-            flags = np.zeros((len(items), catalog["content_dims"]["attributes"]), np.float32)
+            flags = np.zeros((len(items), sum(len(entry["values"]) for entry in catalog["vocabulary"])), np.float32)
             starts = np.cumsum([0] + [len(entry["values"]) for entry in catalog["vocabulary"]])
             for entry, start in zip(catalog["vocabulary"], starts):
                 block = incidence[:, entry["offset"]: entry["offset"] + len(entry["values"])].toarray()
                 flags[:, start: start + len(entry["values"])] = block
+            # The content vector's attribute values (all, or the most frequent at fit: content_attribute_columns).
+            kept = catalog.get("attribute_columns")
+            flags = flags if kept is None else flags[:, np.asarray(kept, dtype=np.int64)]
             content.blocks = {"attributes": flags, **content.blocks}
             content.present = {"attributes": flags.sum(1) > 0, **content.present}
         expected = catalog.get("content_dims")

@@ -30,6 +30,63 @@ def ridge_map(content: np.ndarray, targets: np.ndarray, l2: float) -> np.ndarray
     return np.linalg.solve(gram, content.T @ targets.astype(np.float64))
 
 
+#: Rows per step when :func:`ridge_map_blocks` assembles its normal equations (bounds the float64 copies).
+RIDGE_ROW_CHUNK = 65536
+
+
+def _cross(left, right) -> np.ndarray:
+    """``leftᵀ right`` (each dense or scipy sparse, same rows) as a dense float64 array."""
+    if sp.issparse(left):
+        product = left.T.astype(np.float64) @ (right.astype(np.float64) if sp.issparse(right) else
+                                               np.asarray(right, dtype=np.float64))
+    elif sp.issparse(right):
+        product = (right.T.astype(np.float64) @ np.asarray(left, dtype=np.float64)).T
+    else:
+        product = np.asarray(left, dtype=np.float64).T @ np.asarray(right, dtype=np.float64)
+    return product.toarray() if sp.issparse(product) else np.asarray(product)
+
+
+def ridge_map_blocks(blocks: list, targets: np.ndarray, l2: float) -> np.ndarray:
+    """:func:`ridge_map` of the column concatenation of ``blocks`` (each ``[n_rows, d_b]``, dense or
+    scipy sparse) without forming it: the normal equations are assembled block pair by block pair
+    over chunks of :data:`RIDGE_ROW_CHUNK` rows, sparse blocks kept sparse, so memory is
+    ``O(F² + chunk x F)`` rather than ``n_rows x F`` in float64.
+
+    Returns:
+        ``W`` ``[Σ d_b, n_outputs]`` float64.
+    """
+    widths = [block.shape[1] for block in blocks]
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+    n_rows, n_features = targets.shape[0], int(offsets[-1])
+    gram = np.zeros((n_features, n_features))
+    rhs = np.zeros((n_features, targets.shape[1]))
+    for start in range(0, n_rows, RIDGE_ROW_CHUNK):
+        stop = min(start + RIDGE_ROW_CHUNK, n_rows)
+        chunk = [block[start:stop] for block in blocks]
+        for i, left in enumerate(chunk):
+            rows = slice(offsets[i], offsets[i + 1])
+            rhs[rows] += _cross(left, targets[start:stop])
+            for j in range(i, len(chunk)):
+                cross = _cross(left, chunk[j])
+                gram[rows, offsets[j]:offsets[j + 1]] += cross
+                if j != i:
+                    gram[offsets[j]:offsets[j + 1], rows] += cross.T
+    gram[np.diag_indices_from(gram)] += l2
+    return np.linalg.solve(gram, rhs)
+
+
+def blocks_times(blocks: list, mapping: np.ndarray) -> np.ndarray:
+    """``[b_1 | b_2 | ...] @ mapping`` (blocks ``[n_rows, d_b]``, dense or sparse; ``mapping``
+    ``[Σ d_b, n_outputs]``) without forming the concatenation: ``[n_rows, n_outputs]``."""
+    out, start = None, 0
+    for block in blocks:
+        part = block @ mapping[start:start + block.shape[1]]
+        part = np.asarray(part)
+        out = part if out is None else out + part
+        start += block.shape[1]
+    return out
+
+
 def item_gram_eigen(user_items: sp.spmatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(gram, eigenvalues, eigenvectors)`` of ``XᵀX`` ``[n_items, n_items]``, computed once and
     reused by :func:`reconstruction_map` calls that differ only in the content."""

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from hybridrec.errors import HybridRecError
 from hybridrec.item_content import ItemContent
-from hybridrec.models.content_map import ridge_map
+from hybridrec.models.content_map import blocks_times, ridge_map_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -321,18 +321,20 @@ class GraphFilterHead:
             targets: :meth:`column_coordinates` when already computed.
         """
         targets = self.column_coordinates() if targets is None else targets
-        features = content.matrix(block_weights)
-        mapping = ridge_map(features[warm], targets[:, warm].T, self.content_l2)        # [F, rank]
-        predicted, _ = self.mapped_columns(mapping, features[cold], user_items, warm)
+        mapping = ridge_map_blocks(content.weighted_blocks(block_weights, warm), targets[:, warm].T,
+                                   self.content_l2)                                      # [F, rank]
+        predicted, _ = self.mapped_columns(mapping, content.weighted_blocks(block_weights, cold), user_items, warm)
         return predicted
 
     def mapped_columns(self, mapping: np.ndarray, features: np.ndarray, user_items: sp.spmatrix,
                        warm: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, float]:
-        """``Q`` columns ``[rank, n_new]`` for content vectors ``features`` ``[n_new, F]`` through the
-        ridge ``mapping`` ``[F, rank]``, and the score scale used (None: computed from these columns
-        so that training users' scores on them spread like their scores on warm items, as the dense
-        head does, so cold items compete fairly in a mixed ranking; given: reused)."""
-        predicted = (features @ mapping).T.astype(np.float32)                           # [rank, n_new]
+        """``Q`` columns ``[rank, n_new]`` for content vectors ``features`` ``[n_new, F]`` (an array, or
+        its column blocks as :meth:`ItemContent.weighted_blocks` gives them) through the ridge
+        ``mapping`` ``[F, rank]``, and the score scale used (None: computed from these columns so that
+        training users' scores on them spread like their scores on warm items, as the dense head
+        does, so cold items compete fairly in a mixed ranking; given: reused)."""
+        blocks = features if isinstance(features, list) else [features]
+        predicted = blocks_times(blocks, mapping).T.astype(np.float32)                  # [rank, n_new]
         if scale is None:
             sample = np.random.default_rng(self.seed).choice(user_items.shape[0], min(2048, user_items.shape[0]),
                                                              replace=False)
@@ -367,9 +369,8 @@ class GraphFilterHead:
         items into ``right_``."""
         self._check_fitted()
         self.fit_content_map(user_items, content, warm, block_weights)
-        features = content.matrix(block_weights)
-        self.right_[:, cold], self.content_scale_ = self.mapped_columns(self.content_mapping_, features[cold],
-                                                                        user_items, warm)
+        self.right_[:, cold], self.content_scale_ = self.mapped_columns(
+            self.content_mapping_, content.weighted_blocks(block_weights, cold), user_items, warm)
         self._coordinates = self._coordinate_moments = self._row_moments = None
 
     def fit_content_map(self, user_items: sp.spmatrix, content: ItemContent, warm: np.ndarray,
@@ -378,8 +379,8 @@ class GraphFilterHead:
         ``content_mapping_`` ``[F, rank]`` (float64), so columns of items added later come from it."""
         self._check_fitted()
         targets = self.column_coordinates()
-        features = content.matrix(block_weights)
-        self.content_mapping_ = ridge_map(features[warm], targets[:, warm].T, self.content_l2)
+        self.content_mapping_ = ridge_map_blocks(content.weighted_blocks(block_weights, warm), targets[:, warm].T,
+                                                 self.content_l2)
         self.content_scale_ = None
 
     # -- persistence -----------------------------------------------------------------------------
