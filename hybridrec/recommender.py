@@ -33,6 +33,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from hybridrec.device import resolve_device
 from hybridrec.errors import HybridRecError
 from hybridrec.toml_config import tomllib
 from hybridrec.graph import RecGraph, build_graph
@@ -320,7 +321,7 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
         return DenseEASEHead(l2=self.ease_l2_ if l2 is None else l2, item_power=self.ease_item_power,
                              user_power=self.ease_user_power, content_l2=self.content_l2,
                              content_target_l2_factor=self.content_target_l2_factor,
-                             content_direct_l2=self.content_direct_l2)
+                             content_direct_l2=self.content_direct_l2, device=resolve_device(self.device))
 
     def sparse_head(self) -> GraphFilterHead:
         """The sparse graph-filter head with this estimator's settings."""

@@ -42,6 +42,8 @@ class DenseEASEHead:
         content_target_l2_factor: the ridge map learns the columns of an EASE fitted with
             ``l2 x`` this factor (1: the head's own columns).
         content_direct_l2: ridge strength of the reconstruction-objective map.
+        device: where the factorisation runs (``"cpu"`` or a CUDA device; see
+            :func:`~hybridrec.models.ease.fit_ease`).
 
     Attributes:
         weights_ (np.ndarray): ``[n_items, n_items]`` float32 after :meth:`fit` (cold columns zero
@@ -49,15 +51,18 @@ class DenseEASEHead:
     """
 
     def __init__(self, *, l2: float, item_power: float, user_power: float, content_l2: float,
-                 content_target_l2_factor: float, content_direct_l2: float) -> None:
+                 content_target_l2_factor: float, content_direct_l2: float,
+                 device: str | torch.device = "cpu") -> None:
         self.l2, self.item_power, self.user_power = l2, item_power, user_power
+        self.device = device
         self.content_l2, self.content_target_l2_factor = content_l2, content_target_l2_factor
         self.content_direct_l2 = content_direct_l2
 
     def fit_weights(self, user_items: sp.spmatrix, l2: float | None = None) -> np.ndarray:
         """Item–item weights ``[n_items, n_items]`` of ``user_items`` ``[n_users, n_items]`` (``l2``
         defaults to the head's)."""
-        return fit_ease(user_items, self.l2 if l2 is None else l2, self.item_power, self.user_power)
+        return fit_ease(user_items, self.l2 if l2 is None else l2, self.item_power, self.user_power,
+                        device=self.device)
 
     def fit(self, user_items: sp.spmatrix) -> "DenseEASEHead":
         """Fit the head on binary interactions ``[n_users, n_items]``; return ``self``."""
