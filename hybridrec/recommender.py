@@ -175,6 +175,7 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
         if self.block_validation_folds < 1:
             raise HybridRecError(f"block_validation_folds must be >= 1, got {self.block_validation_folds}")
         self.train_config()  # TrainConfig checks the GNN training parameters, naming each
+        resolve_device(self.device)  # a GPU asked for on a machine without one fails here, before any work
 
     def train_config(self) -> TrainConfig:
         """The GNN's :class:`~training.config.TrainConfig`: every field taken from the parameter of
