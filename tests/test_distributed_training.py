@@ -111,7 +111,7 @@ def train_rank(rank: int, port: int, data_dir: str, out: str, fields: dict) -> N
     few = split.train.loc[split.train["user_id"] <= 100]                # a third of the users: fewer subgraphs
     sampled = HybridRecommender(**{**fields, **NEIGHBOR_SAMPLED}).fit(few)
     train_with_the_cli(Path(out) / f"cli-rank{rank}", split)       # last: the command leaves the group
-    torch.save({"state": gnn_state(model), "history": model.train_result_.history, "seen": main_seen,
+    torch.save({"state": gnn_state(model), "history": model.train_result_.history, "seen": [torch.from_numpy(rows) for rows in main_seen],
                 "resumed_at_step": steps_before_resume, "result": vars(model.train_result_),
                 "neighbor_sampled": {"state": gnn_state(sampled), "steps": len(subgraph_steps), "interactions": len(few),
                                      "history": sampled.train_result_.history}}, Path(out) / f"rank{rank}.pt")
@@ -134,7 +134,7 @@ def train_with_the_cli(folder: Path, split) -> None:
 
 def spawn(tmp: Path, data_dir, fields=FIELDS) -> list[dict]:
     mp.spawn(train_rank, args=(free_port(), str(data_dir), str(tmp), fields), nprocs=WORLD, join=True)
-    return [torch.load(tmp / f"rank{rank}.pt", weights_only=False) | {"out": tmp} for rank in range(WORLD)]
+    return [torch.load(tmp / f"rank{rank}.pt", weights_only=True) | {"out": tmp} for rank in range(WORLD)]
 
 
 @pytest.fixture(scope="module")
