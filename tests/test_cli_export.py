@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -11,12 +10,14 @@ import pytest
 import torch
 from sklearn.decomposition import TruncatedSVD
 
-from hybridrec.cli import export_similar, id_files, recommend
+from hybridrec.cli import id_files
 from hybridrec.errors import HybridRecError
 from hybridrec.id_map import IdMap
 from hybridrec.recommender_base import RecommenderBase
 from hybridrec.topk import exact_top_k
 from hybridrec.topk_table import read_table, read_table_metadata
+
+from cli_runner import export, recommend_cli, run_cli  # noqa: E402
 
 
 class SimilarityOnlyRecommender(RecommenderBase):
@@ -76,21 +77,6 @@ def saved_models(movielens, tmp_path_factory) -> dict[str, str]:
         model_class().fit(movielens.interactions).save(path)
         paths[model_class.__name__] = str(path)
     return paths
-
-
-def run_cli(module, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    module.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.handler(args)
-
-
-def export(argv: list[str]) -> int:
-    return run_cli(export_similar, ["export-similar", "--no-progress", *argv])
-
-
-def recommend_cli(argv: list[str]) -> int:
-    return run_cli(recommend, ["recommend", "--no-progress", *argv])
 
 
 def test_export_from_item_vectors_is_exact(saved_models, tmp_path):

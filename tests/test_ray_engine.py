@@ -3,16 +3,16 @@ tables (ids and ranks) as the one-process export, for a hybrid model fitted to M
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from hybridrec.cli import export_similar, recommend
 from hybridrec.errors import HybridRecError
 from hybridrec.topk_table import read_table, read_table_metadata
+
+from cli_runner import export, recommend_cli, run_cli  # noqa: E402
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need hybridrec[distributed]")
 
@@ -33,21 +33,6 @@ def model_dir(movielens, tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("ray-model") / "model"
     HybridRecommender(cf_head="sparse", use_gnn=False, seed=0, progress=False).fit(movielens.interactions).save(folder)
     return str(folder)
-
-
-def run_cli(module, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    module.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.handler(args)
-
-
-def export(argv: list[str]) -> int:
-    return run_cli(export_similar, ["export-similar", "--no-progress", *argv])
-
-
-def recommend_cli(argv: list[str]) -> int:
-    return run_cli(recommend, ["recommend", "--no-progress", *argv])
 
 
 def assert_same_table(ray_table: pd.DataFrame, local_table: pd.DataFrame) -> None:
