@@ -54,12 +54,18 @@ def neighbour_agreement(vectors: torch.Tensor | np.ndarray, labels: dict[str, np
             for name, values in labels.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` (``$HYBRIDREC_DATA_DIR``, else ``../shared/data``) and ``--cache-dir`` of the
+    fashion benchmarks."""
     parser.add_argument("--data-dir", type=Path,
                         default=Path(os.environ.get("HYBRIDREC_DATA_DIR",
                                                     Path(__file__).resolve().parents[2] / "shared" / "data")))
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/hybridrec-fashion-features"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_data_arguments(parser)
     parser.add_argument("--hidden-image-share", type=float, default=0.2,
                         help="share of items whose photo is hidden in the last check")
     args = parser.parse_args()

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fashion_content_similarity import load_products  # noqa: E402
+from fashion_content_similarity import add_data_arguments, load_products  # noqa: E402
 
 from hybridrec.features.query_search import build_search_index, soft_and  # noqa: E402
 
@@ -98,10 +98,7 @@ def run_catalog(products: pd.DataFrame, titles: list[str], queries: list[str], r
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("HYBRIDREC_DATA_DIR",
-                                                    Path(__file__).resolve().parents[2] / "shared" / "data")))
-    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/hybridrec-fashion-features"))
+    add_data_arguments(parser)
     args = parser.parse_args()
 
     started = time.perf_counter()
