@@ -19,7 +19,6 @@ whose titles have every colour word removed (each word of every baseColour value
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import time
