@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from hybridrec.cli import main as cli_main
 from hybridrec.errors import HybridRecError
 from hybridrec.features.colour_histogram import colour_histogram
-from hybridrec.features.colour_names import find_colour_names, histogram_bin_colours
+from hybridrec.features.colour_names import (find_colour_names, histogram_bin_colours, named_colour_match,
+                                             named_colours_lab, remove_colour_names)
 from hybridrec.features.query_search import QuerySearchIndex, build_search_index
 from hybridrec.recommender_search import ranked_search_frame
 
@@ -55,6 +57,34 @@ def test_colour_words_are_whole_words_and_bins_have_their_own_colour():
         assert int(np.argmax(colour_histogram(swatch))) == bin_index
 
 
+def test_colour_names_are_taken_out_and_compared_in_cielab():
+    assert remove_colour_names("Nike Men Navy Blue & Red Tshirts") == "nike men tshirts"
+    assert remove_colour_names("Men Sandals") == "men sandals"
+    named = named_colours_lab(["Navy Blue Tshirt", "Blue Tshirt", "Tshirt", None, ["Sandals", "Red Cap"]])
+    assert np.isnan(named[2]).all() and np.isnan(named[3]).all() and not np.isnan(named[4, 0]).any()
+    blue, navy = named_colour_match(named, ["blue"]), named_colour_match(named, ["navy blue"])
+    # An exact name matches fully; navy blue and blue lie far apart in CIELAB; no name, no match.
+    assert blue[1] == pytest.approx(1.0) and navy[0] == pytest.approx(1.0)
+    assert blue[0] < 0.1 and navy[1] < 0.1 and blue[2] == 0.0 and blue[4] < 0.1
+    assert (named_colour_match(named, []) == 0).all()
+
+
+def test_the_colour_a_title_names_decides_between_near_colours(fashion):
+    products, index, *_ = fashion
+    titles = products.set_index("item_id")["title"]
+    fused, text_alone = [], []
+    for colour in ("Black", "Blue", "Grey", "White", "Red"):
+        query = f"{colour} Tshirts"
+        vector = index.encode_query(query)
+        for shares, scores in ((fused, index.score(query, vector)), (text_alone, index.channels(query, vector)["text"][0])):
+            top = index.item_ids.ids[torch.topk(scores, K).indices.numpy()]
+            shares.append(np.mean([colour.lower() in find_colour_names(titles[item]) for item in top]))
+    # The titles naming the asked colour (not a near one: "Navy Blue" is not "Blue") come first;
+    # MiniLM's cosine alone blurs them. Measured: 1.00 fused, 0.60 text alone.
+    assert np.mean(fused) >= 0.9 and np.mean(fused) > np.mean(text_alone)
+    assert index.summary["texts_naming_colours"] > 0.8 * N_PRODUCTS
+
+
 def test_search_finds_products_of_both_labels_far_above_chance(fashion):
     products, index, *_ = fashion
     precision, chance = [], []
@@ -65,7 +95,7 @@ def test_search_finds_products_of_both_labels_far_above_chance(fashion):
         precision.append(np.mean([item in relevant for item in found]))
         chance.append(len(relevant) / len(products))
     assert len(precision) >= 10
-    # Measured: P@5 0.557 over these queries (chance about 0.01).
+    # Measured: P@5 0.607 over these 28 queries (chance about 0.01).
     assert np.mean(precision) > 0.45 and np.mean(precision) > 10 * np.mean(chance)
 
 

@@ -6,7 +6,9 @@ without colour words has no colour direction), so colour words are read with a f
 dataset-independent lexicon: the xkcd colour survey's 949 names plus the 148 CSS4 names (both as
 matplotlib ships them, ``matplotlib.colors.XKCD_COLORS`` / ``CSS4_COLORS``), each an sRGB value.
 
-:func:`find_colour_names` finds the longest lexicon phrases in a text (whole words, at most three);
+:func:`find_colour_names` finds the longest lexicon phrases in a text (whole words, at most three),
+:func:`remove_colour_names` drops them, and :func:`named_colour_match` compares the colours a title
+names with a query's in CIELAB (the same kernel as for photos);
 :func:`colour_match` scores photos by the share of their foreground pixels close to those colours in
 CIELAB, from the histograms of :mod:`hybridrec.features.colour_histogram` (a Gaussian kernel of
 ``COLOUR_SIGMA`` ΔE around each named colour, over the histogram bins' centre colours)::
@@ -20,6 +22,7 @@ from __future__ import annotations
 import colorsys
 import functools
 import re
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,6 +33,8 @@ from hybridrec.features.colour_histogram import GREYS, HUES, N_BINS, SATURATIONS
 COLOUR_SIGMA = 20.0
 #: Longest lexicon phrase looked for, in words ("dark olive green").
 MAX_PHRASE_WORDS = 3
+#: Colour names kept per item text ("Navy Blue & Red ..." names two).
+MAX_NAMED_COLOURS = 4
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -44,24 +49,77 @@ def colour_lexicon() -> dict[str, tuple[float, float, float]]:
     return {" ".join(_WORD.findall(name)): rgb for name, rgb in lexicon.items() if _WORD.findall(name)}
 
 
-def find_colour_names(text: str) -> list[str]:
-    """Colour names of :func:`colour_lexicon` in ``text``, longest phrase first at each word, in order.
-
-    Only whole words count ("sandals" holds no "sand"); a word belongs to one name at most.
-    """
+def _colour_phrases(words: list[str]) -> list[tuple[int, int]]:
+    """``(start, length)`` of the lexicon phrases in ``words``: longest phrase first at each word,
+    a word belonging to one phrase at most."""
     lexicon = colour_lexicon()
-    words = _WORD.findall(str(text).lower())
     found, position = [], 0
     while position < len(words):
         for length in range(min(MAX_PHRASE_WORDS, len(words) - position), 0, -1):
-            phrase = " ".join(words[position:position + length])
-            if phrase in lexicon:
-                found.append(phrase)
+            if " ".join(words[position:position + length]) in lexicon:
+                found.append((position, length))
                 position += length
                 break
         else:
             position += 1
     return found
+
+
+def find_colour_names(text: str) -> list[str]:
+    """Colour names of :func:`colour_lexicon` in ``text``, longest phrase first at each word, in order.
+
+    Only whole words count ("sandals" holds no "sand"); a word belongs to one name at most.
+    """
+    words = _WORD.findall(str(text).lower())
+    return [" ".join(words[start:start + length]) for start, length in _colour_phrases(words)]
+
+
+def remove_colour_names(text: str) -> str:
+    """``text``'s words (lower case, letters only) without the colour names :func:`find_colour_names` finds:
+    what the text says about the product apart from its colour ("Navy Blue Tshirts" -> "tshirts")."""
+    words = _WORD.findall(str(text).lower())
+    inside = {start + offset for start, length in _colour_phrases(words) for offset in range(length)}
+    return " ".join(word for position, word in enumerate(words) if position not in inside)
+
+
+def named_colours_lab(texts: Sequence, max_names: int = MAX_NAMED_COLOURS) -> np.ndarray:
+    """``[n, max_names, 3]`` float32 CIELAB of the first ``max_names`` colour names of each item.
+
+    Args:
+        texts: per item a text, or a list of its texts (searched one by one, in order); values
+            that are not text name no colour.
+
+    Returns:
+        The colours' CIELAB values; NaN rows past an item's last name.
+    """
+    lexicon = colour_lexicon()
+    lab = np.full((len(texts), max_names, 3), np.nan, dtype=np.float32)
+    for row, item_texts in enumerate(texts):
+        item_texts = [item_texts] if isinstance(item_texts, str) else list(item_texts or [])
+        names = [name for text in item_texts if isinstance(text, str) for name in find_colour_names(text)][:max_names]
+        if names:
+            lab[row, :len(names)] = srgb_to_lab(np.array([lexicon[name] for name in names]))
+    return lab
+
+
+def named_colour_match(named_lab: np.ndarray, names: list[str], sigma: float = COLOUR_SIGMA) -> np.ndarray:
+    """How close the colours a text names are to the query's: ``max exp(-ΔE^2 / 2 sigma^2)`` over the
+    pairs of a named colour (from :func:`named_colours_lab`) and a query colour name.
+
+    Args:
+        named_lab: ``[n, m, 3]`` CIELAB, NaN where the text names fewer colours.
+        names: the query's colour names.
+
+    Returns:
+        ``[n]`` float32 in [0, 1]; 0 for a text naming no colour or when ``names`` is empty.
+    """
+    if not names:
+        return np.zeros(len(named_lab), dtype=np.float32)
+    lexicon = colour_lexicon()
+    targets = srgb_to_lab(np.array([lexicon[name] for name in names])).astype(np.float32)      # [q, 3]
+    distance = np.linalg.norm(named_lab[:, :, None] - targets[None, None], axis=-1)          # [n, m, q]
+    kernel = np.exp(-np.nan_to_num(distance, nan=np.inf) ** 2 / (2 * sigma ** 2))
+    return kernel.reshape(len(named_lab), -1).max(axis=1, initial=0.0).astype(np.float32)
 
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:

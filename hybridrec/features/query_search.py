@@ -5,14 +5,20 @@ A :class:`QuerySearchIndex` holds, per item, what a query is compared with:
 
 - **text**: the item's text embeddings (one per text column, same encoder, same mean pooling and
   L2 normalisation as the item features); the query's cosine with the best-matching column.
+- **product**: when the query names colours, the same cosine with the colour names taken out of
+  both sides (:func:`~hybridrec.features.colour_names.remove_colour_names`: "Navy Blue Tshirts" ->
+  "tshirts"), so the product type is judged apart from the colour. Only the items whose text names
+  a colour need a second embedding; for the others it is their text embedding.
 - **image**: the item's photo in the shared text–image space of a
   :class:`~hybridrec.features.cross_modal.CrossModalCCA` learned, without labels, from the catalog's
   items that have both a text and a photo; the query's text embedding is projected into the same
   space (``transform_text``), so an item without a title is matched through its photo.
-- **colour**: when the query names colours (:func:`~hybridrec.features.colour_names.find_colour_names`)
-  and the item's text names none, the share of the photo's pixels close to them
-  (:func:`~hybridrec.features.colour_names.colour_match`). A title that names a colour already
-  speaks for it through the text channel.
+- **colour**: when the query names colours (:func:`~hybridrec.features.colour_names.find_colour_names`):
+  how close the colours the item's text names are to the query's in CIELAB
+  (:func:`~hybridrec.features.colour_names.named_colour_match`: "Navy Blue" is not "Blue", a word
+  a sentence embedding blurs), and the share of its photo's pixels close to them
+  (:func:`~hybridrec.features.colour_names.colour_match`, the same kernel); the mean of the two
+  where an item has both (a lexicon word in a title may be a material: "leather", "gold").
 
 Fusion, per query: each channel is z-scored over the items that have it and mapped through
 ``log(sigmoid(z))`` (a soft AND: an item must do well on every channel it has, not only on one),
@@ -38,7 +44,8 @@ import torch.nn.functional as F
 
 from hybridrec.atomic import OutputKind, atomic_path
 from hybridrec.errors import HybridRecError
-from hybridrec.features.colour_names import colour_match, find_colour_names
+from hybridrec.features.colour_names import (colour_match, find_colour_names, named_colour_match,
+                                             named_colours_lab, remove_colour_names)
 from hybridrec.features.content_fusion import MIN_CCA_PAIRS
 from hybridrec.features.cross_modal import CrossModalCCA
 from hybridrec.features.text_encoder import TextCheckpoint, TextEncoder, resolve_text_checkpoint
@@ -51,9 +58,12 @@ ARRAYS_FILE = "search_index.npz"
 IDS_FILE = "item_ids.parquet"
 #: A saved search index folder (what :meth:`QuerySearchIndex.save` may replace).
 SEARCH_INDEX_FOLDER = OutputKind("search index", marker=INDEX_FILE, key="search_index_format")
-INDEX_FORMAT = 1
+#: 2: the product channel and the colours named by item texts (format 1 had neither).
+INDEX_FORMAT = 2
 #: The attributes of the CCA a query needs (its text side).
 ALIGNMENT_ARRAYS = ("text_mean_", "text_projection_", "correlations_")
+#: Feature-cache column of a text without its colour names.
+PRODUCT_TEXT_SUFFIX = "_without_colour_names"
 
 
 def soft_and(channels: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -92,7 +102,12 @@ class QuerySearchIndex:
         alignment: the fitted text–image CCA (only its text side is kept: ``text_mean_``,
             ``text_projection_``, ``correlations_``), or None.
         colour_histograms: ``[n_items, N_BINS]`` photo colour histograms (zero rows: no photo), or None.
-        text_names_colour: ``[n_items]`` bool, the item's text names a colour.
+        text_colours: ``[n_items, MAX_NAMED_COLOURS, 3]`` CIELAB of the colours the item's texts name
+            (NaN past the last; all NaN: its text names none).
+        product_rows: ``[r]`` sorted rows of the items whose text names a colour.
+        product_text: ``[n_columns, r, d_text]`` unit embeddings of those items' texts without their
+            colour names (zero rows where nothing is left); the other items' product text is their text.
+        product_present: ``[n_columns, r]`` bool.
         text_model: the text encoder's name or folder (:class:`TextCheckpoint` spec) and its identity
             (model, weight hash, pooling...), checked when a query is encoded.
         summary: how the index was built (columns, pairs, dimensions).
@@ -105,7 +120,10 @@ class QuerySearchIndex:
     image_shared: np.ndarray | None = None
     alignment: CrossModalCCA | None = None
     colour_histograms: np.ndarray | None = None
-    text_names_colour: np.ndarray | None = None
+    text_colours: np.ndarray | None = None
+    product_rows: np.ndarray | None = None
+    product_text: np.ndarray | None = None
+    product_present: np.ndarray | None = None
     summary: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -147,19 +165,33 @@ class QuerySearchIndex:
     def channels(self, query: str, query_vector: np.ndarray) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Channel name -> ``(scores [n_items], present [n_items])`` for a query (see the module docstring)."""
         vector = torch.from_numpy(np.asarray(query_vector, dtype=np.float32))
-        text = torch.from_numpy(self.text) @ vector                        # [n_columns, n_items]
+        text = torch.from_numpy(self.text)
         present = torch.from_numpy(self.text_present)
-        found = {"text": (torch.where(present, text, torch.full_like(text, -torch.inf)).max(dim=0).values,
-                          present.any(dim=0))}
+        found = {"text": _best_column(text @ vector, present)}
+        names = find_colour_names(query)
+        rest = remove_colour_names(query) if names else ""
+        if rest:
+            rest_vector = torch.from_numpy(self.encoder().encode([rest])[0])
+            product, product_present = _best_column(text @ rest_vector, present)
+            if self.product_rows is not None and len(self.product_rows):
+                rows = torch.from_numpy(self.product_rows)
+                product[rows], product_present[rows] = _best_column(
+                    torch.from_numpy(self.product_text) @ rest_vector, torch.from_numpy(self.product_present))
+            found["product"] = (product, product_present)
         if self.image_shared is not None and self.alignment is not None:
             side = self.alignment.transform_text(vector[None])[0]
             image = torch.from_numpy(self.image_shared)
             found["image"] = (image @ side, image.abs().sum(dim=1) > 0)
-        names = find_colour_names(query)
-        if names and self.colour_histograms is not None:
-            has_photo = torch.from_numpy(self.colour_histograms.any(axis=1))
-            silent = ~torch.from_numpy(self.text_names_colour)
-            found["colour"] = (torch.from_numpy(colour_match(self.colour_histograms, names)), has_photo & silent)
+        if names:
+            named = ~np.isnan(self.text_colours[:, :, 0]).all(axis=1)
+            colour = named_colour_match(self.text_colours, names)
+            colour_present = named.copy()
+            if self.colour_histograms is not None:
+                has_photo = self.colour_histograms.any(axis=1)
+                photo = colour_match(self.colour_histograms[has_photo], names)
+                colour[has_photo] = np.where(named[has_photo], (colour[has_photo] + photo) / 2, photo)
+                colour_present |= has_photo
+            found["colour"] = (torch.from_numpy(colour), torch.from_numpy(colour_present))
         return found
 
     def score(self, query: str, query_vector: np.ndarray | None = None,
@@ -212,18 +244,18 @@ class QuerySearchIndex:
         grow = len(item_ids) - n_old
         self.text = np.concatenate([self.text, np.zeros((self.text.shape[0], grow, self.text.shape[2]), np.float32)], 1)
         self.text_present = np.concatenate([self.text_present, np.zeros((self.text.shape[0], grow), bool)], 1)
-        names_colour = np.zeros(len(item_ids), dtype=bool)
-        names_colour[:n_old] = self.text_names_colour if self.text_names_colour is not None else False
+        self.text_colours = np.concatenate([self.text_colours, np.full((grow, *self.text_colours.shape[1:]), np.nan,
+                                                                       np.float32)])
         self.item_ids = item_ids
         rows = item_ids.to_index(table["item_id"].to_numpy())
-        names_colour[rows] = False
-        for position, column in enumerate(text_columns):
-            features = encode_items(table, text_cols=[column], cache_dir=cache_dir, text_encoder=self.encoder(device),
-                                    device=device, progress=progress)
-            self.text[position, rows], self.text_present[position, rows] = features.text, ~features.text_empty
-            names_colour[rows] |= np.array([bool(find_colour_names(value)) if isinstance(value, str) else False
-                                            for value in table[column]])
-        self.text_names_colour = names_colour
+        texts = _encode_texts(table, text_columns, self.encoder(device), cache_dir, device, progress)
+        self.text[:, rows], self.text_present[:, rows], self.text_colours[rows] = texts.text, texts.present, texts.colours
+        kept = ~np.isin(self.product_rows, rows)
+        product_rows = np.concatenate([self.product_rows[kept], rows[texts.product_rows]])
+        order = np.argsort(product_rows, kind="stable")
+        self.product_rows = product_rows[order]
+        self.product_text = np.concatenate([self.product_text[:, kept], texts.product_text], axis=1)[:, order]
+        self.product_present = np.concatenate([self.product_present[:, kept], texts.product_present], axis=1)[:, order]
         if image_column is None or self.colour_histograms is None:
             return
         paths = [None if not isinstance(p, str) or not p else p for p in table[image_column]]
@@ -248,7 +280,9 @@ class QuerySearchIndex:
     def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
         """Write the index to folder ``path`` atomically (a previous index there is replaced)."""
         arrays = {"text": self.text, "text_present": self.text_present}
-        for name in ("image_shared", "colour_histograms", "text_names_colour"):
+        arrays.update(text_colours=self.text_colours, product_rows=self.product_rows, product_text=self.product_text,
+                      product_present=self.product_present)
+        for name in ("image_shared", "colour_histograms"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         if self.alignment is not None:
@@ -278,7 +312,9 @@ class QuerySearchIndex:
         try:
             manifest = json.loads((path / INDEX_FILE).read_text(encoding="utf-8"))
             if manifest.get("search_index_format") != INDEX_FORMAT:
-                raise ValueError(f"format {manifest.get('search_index_format')!r}, expected {INDEX_FORMAT}")
+                raise HybridRecError(f"{path}: search index format {manifest.get('search_index_format')!r}, this "
+                                     f"hybridrec reads format {INDEX_FORMAT}; rebuild the index (`hybridrec train` or "
+                                     "`hybridrec export-similar --items ... --search-index DIR`)")
             with np.load(path / ARRAYS_FILE, allow_pickle=False) as stored:
                 arrays = {name: stored[name] for name in stored.files}
             item_ids = IdMap.from_frame(pd.read_parquet(path / IDS_FILE), kind="item")
@@ -290,7 +326,9 @@ class QuerySearchIndex:
             index = cls(item_ids=item_ids, text=arrays["text"], text_present=arrays["text_present"],
                         text_model=manifest["text_model"], image_shared=arrays.get("image_shared"),
                         alignment=alignment, colour_histograms=arrays.get("colour_histograms"),
-                        text_names_colour=arrays.get("text_names_colour"), summary=manifest.get("summary", {}))
+                        text_colours=arrays["text_colours"], product_rows=arrays["product_rows"],
+                        product_text=arrays["product_text"], product_present=arrays["product_present"],
+                        summary=manifest.get("summary", {}))
             if index.text.shape[1] != len(item_ids) or index.text_present.shape != index.text.shape[:2]:
                 raise ValueError(f"text {index.text.shape} does not fit {len(item_ids)} items")
         except HybridRecError:
@@ -334,20 +372,21 @@ def build_search_index(items: pd.DataFrame, *, text_columns: list[str], image_co
     rows = item_ids.to_index(table["item_id"].to_numpy())
     checkpoint = resolve_text_checkpoint(text_encoder)
     encoder = TextEncoder(checkpoint, device=device, progress=progress)
-    text = np.zeros((len(text_columns), len(item_ids), encoder.dim), dtype=np.float32)
-    text_present = np.zeros((len(text_columns), len(item_ids)), dtype=bool)
-    names_colour = np.zeros(len(item_ids), dtype=bool)
-    for position, column in enumerate(text_columns):
-        features = encode_items(table, text_cols=[column], cache_dir=cache_dir, text_encoder=encoder, device=device,
-                                progress=progress)
-        text[position, rows], text_present[position, rows] = features.text, ~features.text_empty
-        names_colour[rows] |= np.array([bool(find_colour_names(value)) if isinstance(value, str) else False
-                                        for value in table[column]])
+    texts = _encode_texts(table, text_columns, encoder, cache_dir, device, progress)
+    n_columns = len(text_columns)
+    text = np.zeros((n_columns, len(item_ids), encoder.dim), dtype=np.float32)
+    text_present = np.zeros((n_columns, len(item_ids)), dtype=bool)
+    text_colours = np.full((len(item_ids), *texts.colours.shape[1:]), np.nan, dtype=np.float32)
+    text[:, rows], text_present[:, rows], text_colours[rows] = texts.text, texts.present, texts.colours
+    product_rows = rows[texts.product_rows]
+    order = np.argsort(product_rows, kind="stable")
     spec = str(checkpoint.local_dir) if checkpoint.local_dir is not None else checkpoint.name
     index = QuerySearchIndex(item_ids=item_ids, text=text, text_present=text_present,
-                             text_model={"spec": spec, "identity": encoder.describe()},
-                             text_names_colour=names_colour,
-                             summary={"text_columns": list(text_columns), "image_column": image_column})
+                             text_model={"spec": spec, "identity": encoder.describe()}, text_colours=text_colours,
+                             product_rows=product_rows[order], product_text=texts.product_text[:, order],
+                             product_present=texts.product_present[:, order],
+                             summary={"text_columns": list(text_columns), "image_column": image_column,
+                                      "texts_naming_colours": int(len(product_rows))})
     if image_column is not None:
         paths = [None if not isinstance(p, str) or not p else p for p in table[image_column]]
         features = encode_items(table.assign(**{image_column: paths}), image_col=image_column, cache_dir=cache_dir,
@@ -360,6 +399,53 @@ def build_search_index(items: pd.DataFrame, *, text_columns: list[str], image_co
         _align(index, image, cca_components, seed)
     logger.info("search index: %d items, %s", len(item_ids), index.summary)
     return index
+
+
+def _best_column(scores: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[n_columns, n]`` scores -> the best present column's score ``[n]`` and whether any is present."""
+    return torch.where(present, scores, torch.full_like(scores, -torch.inf)).max(dim=0).values, present.any(dim=0)
+
+
+@dataclass(frozen=True)
+class _EncodedTexts:
+    """The text side of an index for the rows of a table: ``text [c, t, d]``, ``present [c, t]``,
+    ``colours [t, m, 3]``, and for the ``product_rows`` (positions in the table) whose text names
+    a colour, ``product_text [c, r, d]`` / ``product_present [c, r]``."""
+
+    text: np.ndarray
+    present: np.ndarray
+    colours: np.ndarray
+    product_rows: np.ndarray
+    product_text: np.ndarray
+    product_present: np.ndarray
+
+
+def _encode_texts(table: pd.DataFrame, text_columns: list[str], encoder: TextEncoder, cache_dir: str | Path,
+                  device: str, progress: bool) -> _EncodedTexts:
+    """Encode each text column of ``table`` alone, and again without its colour names where it names any
+    (cached under the column name + ``PRODUCT_TEXT_SUFFIX``, so neither replaces the other)."""
+    from hybridrec.features.feature_cache import encode_items
+
+    n_columns, n_rows = len(text_columns), len(table)
+    text = np.zeros((n_columns, n_rows, encoder.dim), dtype=np.float32)
+    present = np.zeros((n_columns, n_rows), dtype=bool)
+    values = [[value if isinstance(value, str) else "" for value in table[column]] for column in text_columns]
+    colours = named_colours_lab([[column[row] for column in values] for row in range(n_rows)])
+    product_rows = np.flatnonzero(~np.isnan(colours[:, :, 0]).all(axis=1))
+    product_text = np.zeros((n_columns, len(product_rows), encoder.dim), dtype=np.float32)
+    product_present = np.zeros((n_columns, len(product_rows)), dtype=bool)
+    for position, column in enumerate(text_columns):
+        features = encode_items(table, text_cols=[column], cache_dir=cache_dir, text_encoder=encoder, device=device,
+                                progress=progress)
+        text[position], present[position] = features.text, ~features.text_empty
+        if len(product_rows):
+            name = column + PRODUCT_TEXT_SUFFIX
+            stripped = pd.DataFrame({"item_id": table["item_id"].to_numpy()[product_rows],
+                                     name: [remove_colour_names(values[position][row]) for row in product_rows]})
+            features = encode_items(stripped, text_cols=[name], cache_dir=cache_dir, text_encoder=encoder,
+                                    device=device, progress=progress)
+            product_text[position], product_present[position] = features.text, ~features.text_empty
+    return _EncodedTexts(text, present, colours, product_rows, product_text, product_present)
 
 
 def _align(index: QuerySearchIndex, image: np.ndarray, n_components: int, seed: int) -> None:
