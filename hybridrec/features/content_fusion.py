@@ -1,7 +1,9 @@
 """Content fusion: one unit vector per item from its text, image, colour and attribute blocks.
 
 :func:`fuse_content_features` weighs and fuses the blocks (aligned by CCA, or concatenated);
-:func:`content_item_vectors` encodes an item table's columns and photos first. The vectors feed
+:func:`content_item_vectors` encodes an item table's columns and photos first. The CCA path is a
+fit (:func:`fit_view_alignment`) and a projection (:func:`project_views`), so an alignment learned
+once can place items that arrive later exactly as it placed the fitted ones. The vectors feed
 content-only similarity (``hybridrec export-similar --items``) and the image alignment of
 :mod:`hybridrec.item_content`.
 """
@@ -131,13 +133,11 @@ def fuse_content_features(*, text: np.ndarray | None = None, image: np.ndarray |
         raise HybridRecError(f"missing must be one of {MISSING_STRATEGIES}, got {missing!r}")
     if fusion not in FUSIONS:
         raise HybridRecError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-    blocks: dict[str, torch.Tensor] = {}
-    for name, block in (("text", text), ("image", image), ("colour", colour), ("attributes", attributes)):
-        if block is not None and getattr(weights, name) > 0 and block.shape[1] > 0:
-            blocks[name] = F.normalize(torch.as_tensor(np.asarray(block, dtype=np.float32)), dim=1)
+    blocks = normalised_blocks(text=text, image=image, attributes=attributes, colour=colour, weights=weights)
     if not blocks:
         raise HybridRecError("no content to fuse: give text, image or attribute features with a positive weight")
-    fused = _fuse_by_cca(blocks, weights, cca_components, cca_fit_rows) if fusion == "cca" else None
+    alignment = fit_view_alignment(blocks, weights, cca_components, cca_fit_rows) if fusion == "cca" else None
+    fused = None if alignment is None else project_views(alignment, blocks, weights)
     if fused is None:
         if missing == "impute" and len(blocks) > 1:
             blocks = _impute_absent_blocks(blocks, weights, impute_neighbours, device)
@@ -149,21 +149,50 @@ def fuse_content_features(*, text: np.ndarray | None = None, image: np.ndarray |
     return fused
 
 
-def _fuse_by_cca(blocks: dict[str, torch.Tensor], weights: ContentWeights, n_components: int,
-                 fit_rows: np.ndarray | None) -> torch.Tensor | None:
-    """Sum of the text and image views' CCA projections, or None when CCA cannot be fitted."""
+def normalised_blocks(*, text: np.ndarray | None = None, image: np.ndarray | None = None,
+                      attributes: np.ndarray | None = None, colour: np.ndarray | None = None,
+                      weights: ContentWeights = ContentWeights()) -> dict[str, torch.Tensor]:
+    """The blocks :func:`fuse_content_features` fuses: name -> ``[n_items, d_m]`` float32 with L2-unit
+    rows (zero rows stay zero), for each given block of positive width and positive weight."""
+    blocks: dict[str, torch.Tensor] = {}
+    for name, block in (("text", text), ("image", image), ("colour", colour), ("attributes", attributes)):
+        if block is not None and getattr(weights, name) > 0 and block.shape[1] > 0:
+            blocks[name] = F.normalize(torch.as_tensor(np.asarray(block, dtype=np.float32)), dim=1)
+    return blocks
+
+
+def _weighted_views(blocks: dict[str, torch.Tensor], weights: ContentWeights) -> dict[str, tuple[torch.Tensor, float]]:
+    """View (``"text"``, ``"image"``) -> ``([n_items, d_view]`` concatenation of its blocks, each
+    scaled by ``sqrt(weight)``; the view's summed weight), for the views with a block in ``blocks``."""
     views = {}
     for view, names in (("text", TEXT_VIEW), ("image", IMAGE_VIEW)):
         present = [name for name in names if name in blocks]
         if present:
             views[view] = (torch.cat([blocks[name] * float(np.sqrt(getattr(weights, name))) for name in present],
                                      dim=1), sum(getattr(weights, name) for name in present))
+    return views
+
+
+def fit_view_alignment(blocks: dict[str, torch.Tensor], weights: ContentWeights, n_components: int = 64,
+                       fit_rows: np.ndarray | None = None) -> CrossModalCCA | None:
+    """The CCA between the text view and the image view of ``blocks``, or None when it cannot be fitted.
+
+    Args:
+        blocks: name -> ``[n_items, d_m]`` unit-row blocks (:func:`normalised_blocks`).
+        weights: the blocks' weights inside their views.
+        n_components: dimension of the shared space.
+        fit_rows: ``[n_fit]`` rows to learn from (those of them with both views); default every row.
+
+    Returns:
+        A :class:`CrossModalCCA` fitted on the rows that have both a text-side and an image-side
+        block; None (logged) when one side has no block, or fewer than ``MIN_CCA_PAIRS`` rows have both.
+    """
+    views = _weighted_views(blocks, weights)
     if len(views) < 2:
         logger.info("CCA fusion needs a text-side and an image-side block; concatenating instead")
         return None
-    (text_view, text_weight), (image_view, image_weight) = views["text"], views["image"]
-    has_text, has_image = text_view.abs().sum(dim=1) > 0, image_view.abs().sum(dim=1) > 0
-    paired = has_text & has_image
+    text_view, image_view = views["text"][0], views["image"][0]
+    paired = (text_view.abs().sum(dim=1) > 0) & (image_view.abs().sum(dim=1) > 0)
     if fit_rows is not None:
         chosen = torch.zeros_like(paired)
         chosen[torch.as_tensor(np.asarray(fit_rows), dtype=torch.long)] = True
@@ -176,6 +205,27 @@ def _fuse_by_cca(blocks: dict[str, torch.Tensor], weights: ContentWeights, n_com
     logger.info("CCA fusion on %d items with text and image: %d shared dimensions, correlations %.2f .. %.2f",
                 alignment.n_pairs_, len(alignment.correlations_), float(alignment.correlations_[0]),
                 float(alignment.correlations_[-1]))
+    return alignment
+
+
+def project_views(alignment: CrossModalCCA, blocks: dict[str, torch.Tensor], weights: ContentWeights) -> torch.Tensor:
+    """Place items in ``alignment``'s shared space: the normalised sum of their text view's and image
+    view's projections, each scaled by the square root of its view's summed weight.
+
+    Args:
+        alignment: from :func:`fit_view_alignment` on blocks of the same names and widths.
+        blocks: name -> ``[n_items, d_m]`` unit-row blocks (:func:`normalised_blocks`), a text-side
+            and an image-side one at least; a zero row is an absent block.
+
+    Returns:
+        ``[n_items, c]`` float32 unit rows; an item with one view is placed by that one alone, an
+        item with neither is a zero row.
+    """
+    views = _weighted_views(blocks, weights)
+    if len(views) < 2:
+        raise HybridRecError(f"the CCA places items by a text-side {TEXT_VIEW} and an image-side {IMAGE_VIEW} "
+                             f"block; got {sorted(blocks)}")
+    (text_view, text_weight), (image_view, image_weight) = views["text"], views["image"]
     fused = (alignment.transform_text(text_view) * float(np.sqrt(text_weight))
              + alignment.transform_image(image_view) * float(np.sqrt(image_weight)))
     return F.normalize(fused, dim=1)
