@@ -7,23 +7,32 @@ GNN projects each modality with its own gated linear layer.
 A raw CNN image block is 1,280 numbers of which little concerns an item's audience; given as is,
 MovieLens posters lowered cold-item recall. :func:`align_image_with_text` replaces it with the
 part of the picture its text also describes (a CCA shared space, see
-:mod:`hybridrec.features.cross_modal`), which is what lets posters help.
+:mod:`hybridrec.features.cross_modal`), which is what lets posters help. The fitted alignment is
+kept (:class:`ImageAlignment`), so :func:`apply_image_alignment` places items that arrive later in
+the same space, exactly as the fit placed its own.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import torch
 
 from hybridrec.errors import HybridRecError
-from hybridrec.features.content_fusion import MIN_CCA_PAIRS, fuse_content_features
-from hybridrec.features.cross_modal import CrossModalCCA
+from hybridrec.features.content_fusion import (
+    MIN_CCA_PAIRS,
+    ContentWeights,
+    fit_view_alignment,
+    normalised_blocks,
+    project_views,
+)
+from hybridrec.features.cross_modal import FITTED_ARRAYS, CrossModalCCA
 from hybridrec.graph import RecGraph
 from hybridrec.id_map import IdMap
 
@@ -145,16 +154,89 @@ def encode_item_content(items: pd.DataFrame | None, item_ids: IdMap, *, text_col
     return content
 
 
+@dataclass(frozen=True)
+class ImageAlignment:
+    """The image block's alignment with a text block, as learned by :func:`align_image_with_text`.
+
+    Attributes:
+        text_block: the text block the image is aligned with, e.g. ``"text:overview"``.
+        cca: the fitted :class:`~hybridrec.features.cross_modal.CrossModalCCA`: ``text_mean_``
+            ``[d_text]``, ``text_projection_`` ``[d_text, c]``, ``image_mean_`` ``[d_image]``,
+            ``image_projection_`` ``[d_image, c]``, ``correlations_`` ``[c]``.
+        weights: the view weights of the fused block (``text`` and ``image``).
+        summary: what was aligned: text block, pairs, dims and, when there was a choice, each
+            candidate text block's held-out correlation.
+    """
+
+    text_block: str
+    cca: CrossModalCCA
+    weights: ContentWeights
+    summary: dict
+
+    @property
+    def dims(self) -> int:
+        """``c``, the width of the ``"image:aligned"`` block."""
+        return int(self.cca.correlations_.shape[0])
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The CCA's arrays, by attribute name without the trailing underscore (what a model saves)."""
+        return {name.rstrip("_"): getattr(self.cca, name).detach().cpu().contiguous() for name in FITTED_ARRAYS}
+
+    def settings(self) -> dict:
+        """Everything else, JSON-ready: text block, the CCA's correlation power, view weights, summary."""
+        return {"text_block": self.text_block, "correlation_power": float(self.cca.correlation_power),
+                "weights": asdict(self.weights), "summary": self.summary}
+
+    @classmethod
+    def from_saved(cls, tensors: dict[str, torch.Tensor], settings: dict | None) -> "ImageAlignment | None":
+        """Rebuild from :meth:`tensors` and :meth:`settings`; None when neither was saved.
+
+        Raises:
+            HybridRecError: one saved without the other, an array or setting missing, or arrays
+                that do not form one CCA (named).
+        """
+        if settings is None and not tensors:
+            return None
+        if settings is None or not tensors:
+            raise HybridRecError(f"the image alignment's {'arrays' if settings is None else 'settings'} were saved "
+                                 f"without its {'settings' if settings is None else 'arrays'}")
+        names = [name.rstrip("_") for name in FITTED_ARRAYS]
+        missing = [name for name in names if name not in tensors]
+        if missing or set(tensors) - set(names):
+            raise HybridRecError(f"image alignment arrays {sorted(tensors)}, expected {names}")
+        arrays = {name: tensors[name] for name in names}
+        bad = [name for name, array in arrays.items() if not isinstance(array, torch.Tensor)
+               or not array.is_floating_point() or not bool(torch.isfinite(array).all())]
+        if bad:
+            raise HybridRecError(f"image alignment arrays {bad} are not finite float tensors")
+        shapes = {name: tuple(array.shape) for name, array in arrays.items()}
+        d_text, d_image = shapes["text_mean"], shapes["image_mean"]
+        c = shapes["correlations"]
+        if (len(d_text) != 1 or len(d_image) != 1 or len(c) != 1 or shapes["text_projection"] != d_text + c
+                or shapes["image_projection"] != d_image + c):
+            raise HybridRecError(f"image alignment arrays do not form one CCA: shapes {shapes}")
+        try:
+            cca = CrossModalCCA(n_components=c[0], correlation_power=float(settings["correlation_power"]))
+            alignment = cls(text_block=str(settings["text_block"]), cca=cca,
+                            weights=ContentWeights(**settings["weights"]), summary=dict(settings["summary"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise HybridRecError(f"image alignment settings {settings!r} are incomplete ({err})") from None
+        for name in FITTED_ARRAYS:
+            setattr(cca, name, arrays[name.rstrip("_")].float())
+        return alignment
+
+
 def align_image_with_text(content: ItemContent, text_block: str = "auto", n_components: int = 64,
-                          seed: int = 0) -> dict | None:
+                          seed: int = 0) -> ImageAlignment | None:
     """Replace ``content.blocks["image"]`` by ``"image:aligned"``: image and text in a learned shared space.
 
     A regularised CCA is learned, without labels, from the items that have both the image and the
     text of ``text_block``; the new block is the normalised sum of each item's two projections (an
-    item with only one of them is placed by that one). So the block keeps what a picture and its
-    description agree on (setting, tone, genre) and drops the rest. On MovieLens-100K cold items,
-    posters given raw cost 1.3% recall@20 against title + overview alone (split seeds 0-2); aligned
-    with the overview they gain 1.5% there and 2.1% over six split seeds (``benchmarks/README.md``).
+    item with only one of them is placed by that one; with neither, a zero row). So the block keeps
+    what a picture and its description agree on (setting, tone, genre) and drops the rest. On
+    MovieLens-100K cold items, posters given raw cost 1.3% recall@20 against title + overview alone
+    (split seeds 0-2); aligned with the overview they gain 1.5% there and 2.1% over six split seeds
+    (``benchmarks/README.md``).
 
     Args:
         content: blocks from :func:`encode_item_content`; changed in place.
@@ -165,9 +247,10 @@ def align_image_with_text(content: ItemContent, text_block: str = "auto", n_comp
         seed: the held-out split of the CCA's ridge choice.
 
     Returns:
-        What was aligned (text block, pairs, dimensions, and each candidate's held-out correlation
-        when there was a choice), or None when the image block is kept raw: no image or text block,
-        or fewer than ``MIN_CCA_PAIRS`` items with both.
+        The fitted alignment (its ``summary``: text block, pairs, dimensions, and each candidate's
+        held-out correlation when there was a choice), which :func:`apply_image_alignment` applies to
+        other items; or None when the image block is kept raw: no image or text block, or fewer
+        than ``MIN_CCA_PAIRS`` items with both.
     """
     text_blocks = [name for name in content.blocks if name.startswith("text:")]
     if "image" not in content.blocks or not text_blocks:
@@ -188,16 +271,52 @@ def align_image_with_text(content: ItemContent, text_block: str = "auto", n_comp
             alignment = CrossModalCCA(n_components=n_components, seed=seed).fit(content.blocks[name][paired], image[paired])
             held_out[name] = max(alignment.regularization_trials_.values())
     chosen = max(held_out, key=held_out.get) if held_out else eligible[0]
-    # Items with neither view stay zero rows (absent), without the export's "no content" warning.
+    weights = ContentWeights()
     rows = np.flatnonzero(has_image | content.present[chosen])
-    fused = fuse_content_features(text=content.blocks[chosen][rows], image=image[rows], fusion="cca",
-                                  cca_components=n_components, device="cpu").numpy()
-    aligned = np.zeros((len(image), fused.shape[1]), dtype=np.float32)
-    aligned[rows] = fused
-    del content.blocks["image"], content.present["image"]
-    content.blocks["image:aligned"] = aligned
-    content.present["image:aligned"] = np.abs(aligned).sum(axis=1) > 0
+    cca = fit_view_alignment(normalised_blocks(text=content.blocks[chosen][rows], image=image[rows], weights=weights),
+                             weights, n_components)
+    if cca is None:  # the presence flags counted pairs whose rows are zero
+        logger.warning("image block kept raw: the CCA with %s could not be fitted", chosen)
+        return None
     summary = {"text_block": chosen, "pairs": int((has_image & content.present[chosen]).sum()),
-               "dims": aligned.shape[1], "held_out_correlation": {k: round(v, 3) for k, v in held_out.items()}}
+               "dims": int(cca.correlations_.shape[0]),
+               "held_out_correlation": {k: round(v, 3) for k, v in held_out.items()}}
+    alignment = ImageAlignment(text_block=chosen, cca=cca, weights=weights, summary=summary)
+    apply_image_alignment(content, alignment)
     logger.info("image block aligned with %s: %s", chosen, summary)
-    return summary
+    return alignment
+
+
+def apply_image_alignment(content: ItemContent, alignment: ImageAlignment) -> None:
+    """Replace ``content.blocks["image"]`` ``[n_items, d_image]`` by ``"image:aligned"`` ``[n_items, c]``
+    (same position in the block order), placed by a kept ``alignment`` exactly as at its fit: the
+    normalised sum of the item's text and image projections; an item with one of them is placed by
+    that one, an item with neither is a zero row (absent).
+
+    Args:
+        content: blocks from :func:`encode_item_content` with ``"image"`` and ``alignment.text_block``
+            (of the widths the alignment was fitted on); changed in place.
+
+    Raises:
+        HybridRecError: a block missing, or of another width than at the fit.
+    """
+    missing = [name for name in ("image", alignment.text_block) if name not in content.blocks]
+    if missing:
+        raise HybridRecError(f"the image alignment needs content blocks {missing}; the content has "
+                             f"{list(content.blocks)}")
+    image, has_image = content.blocks["image"], content.present["image"]
+    # Only items with a view are projected: those with neither stay zero rows (absent).
+    rows = np.flatnonzero(has_image | content.present[alignment.text_block])
+    aligned = np.zeros((len(image), alignment.dims), dtype=np.float32)
+    if len(rows):
+        blocks = normalised_blocks(text=content.blocks[alignment.text_block][rows], image=image[rows],
+                                   weights=alignment.weights)
+        aligned[rows] = project_views(alignment.cca, blocks, alignment.weights).numpy()
+    content.blocks = _with_aligned_image(content.blocks, aligned)
+    content.present = _with_aligned_image(content.present, np.abs(aligned).sum(axis=1) > 0)
+
+
+def _with_aligned_image(by_block: dict, aligned) -> dict:
+    """``by_block`` with its ``"image"`` entry replaced by ``"image:aligned"`` -> ``aligned``, in place in the order."""
+    return {("image:aligned" if name == "image" else name): (aligned if name == "image" else value)
+            for name, value in by_block.items()}

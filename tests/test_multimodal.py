@@ -87,7 +87,7 @@ def test_poster_block_aligned_with_its_text(catalog_300):
     content = encode_item_content(items, ids, text_cols=["title", "overview"], image_col="image_path",
                                   cache_dir=cache, device="cpu", progress=False)
     raw_image, has_image = content.blocks["image"].copy(), content.present["image"].copy()
-    summary = align_image_with_text(content)
+    summary = align_image_with_text(content).summary
     assert "image" not in content.blocks and summary["text_block"] in ("text:title", "text:overview")
     aligned = content.blocks["image:aligned"]
     assert aligned.shape == (300, summary["dims"]) and summary["dims"] == summary["pairs"] // 10
@@ -124,7 +124,7 @@ def test_fit_uses_the_aligned_poster_and_can_keep_it_raw(catalog_300, movielens)
     model = HybridRecommender(dim=16, epochs=2, eval_every=2, tune_block_weights=False, tune_ease_l2=False, seed=0,
                               progress=False, device="cpu", feature_cache_dir=cache)
     model.fit(positives, items=items, users=movielens.users, **fit)
-    assert "image" not in model.content_dims_ and model.content_dims_["image:aligned"] == model.image_alignment_["dims"]
+    assert "image" not in model.content_dims_ and model.content_dims_["image:aligned"] == model.image_alignment_.dims
     assert set(model.modality_gates_) == {"text:title", "text:overview", "image:aligned"}
     scores = model.score_users(np.flatnonzero(np.diff(model.user_items_.indptr) > 0)[:20])
     assert torch.isfinite(scores).all()

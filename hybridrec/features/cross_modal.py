@@ -39,6 +39,9 @@ DEFAULT_REGULARIZATION = 0.1
 PAIRS_PER_COMPONENT = 10
 #: Rows of a view converted to float64 at a time while the covariances are accumulated.
 _COVARIANCE_BLOCK_ROWS = 1 << 16
+#: The fitted attributes :meth:`CrossModalCCA.transform_text` and :meth:`~CrossModalCCA.transform_image`
+#: read (with ``correlation_power``): what a saved alignment keeps.
+FITTED_ARRAYS = ("text_mean_", "text_projection_", "image_mean_", "image_projection_", "correlations_")
 
 
 def _as_float_tensor(values: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
