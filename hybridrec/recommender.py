@@ -249,6 +249,7 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
                                       image_col=options["image_col"], cache_dir=self.feature_cache_dir,
                                       text_encoder=self.text_encoder, image_encoder=self.image_encoder,
                                       device=self.device, progress=self.progress)
+        # The fitted alignment (ImageAlignment) is kept and saved: add_items places new photos by it.
         self.image_alignment_ = None
         if self.image_alignment not in (None, "none"):
             self.image_alignment_ = align_image_with_text(content, self.image_alignment, seed=self.seed)

@@ -4,8 +4,10 @@ A mixin of :class:`hybridrec.recommender.HybridRecommender`. An item added after
 exactly as an item that was cold at fit time (in the catalog, without interactions):
 
 * its content is encoded by :func:`~hybridrec.item_content.encode_item_content` (feature cache
-  reused) and its attribute values are mapped onto the fit's attribute vocabulary (numeric values
-  into the fit's quantile buckets; values the fit never saw have no node and are skipped, logged);
+  reused), its photo placed by the fit's own text–image alignment when the fit aligned the image
+  block (:func:`~hybridrec.item_content.apply_image_alignment`), and its attribute values are
+  mapped onto the fit's attribute vocabulary (numeric values into the fit's quantile buckets;
+  values the fit never saw have no node and are skipped, logged);
 * its CF column comes from the content map learned at fit on the warm items (the dense head's ridge
   and reconstruction maps, the sparse head's ridge map onto low-pass coordinates), scaled with the
   fit's normalisers (those of the fit's cold items, or of the first added batch when the fit had none);
@@ -16,9 +18,10 @@ exactly as an item that was cold at fit time (in the catalog, without interactio
   are not recomputed, and change by only the new edges' share of an attribute's degree);
 * it joins the search index (:meth:`~hybridrec.features.query_search.QuerySearchIndex.add_items`).
 
-What this needs is kept at fit (``_keep_*``) and saved: tensors ``catalog_*`` in ``state.pt`` and
-``catalog.json`` (fit options, block weights, normalisers, vocabulary). A model saved before this
-format loads and scores as before; ``add_items`` then names what it lacks.
+What this needs is kept at fit (``_keep_*``, ``image_alignment_``) and saved: tensors ``catalog_*``
+in ``state.pt`` and ``catalog.json`` (fit options, block weights, normalisers, vocabulary, the
+image alignment's settings). A model saved before this format loads and scores as before;
+``add_items`` then names what it lacks.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import torch
 from hybridrec.errors import HybridRecError
 from hybridrec.graph import GraphConfig, RecGraph, _attribute_values
 from hybridrec.id_map import IdMap
-from hybridrec.item_content import encode_item_content
+from hybridrec.item_content import ImageAlignment, apply_image_alignment, encode_item_content
 from hybridrec.models.hybrid_gnn import ModalityFusion
 from hybridrec.recommender_base import _as_array
 from hybridrec.tables import ColumnRoles
@@ -46,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.json"
 CATALOG_FORMAT = 1
+#: Prefix of the image alignment's tensors in the saved state, and its key in ``catalog.json``.
+ALIGNMENT_PREFIX, ALIGNMENT_KEY = "catalog_image_alignment.", "image_alignment"
 _INTERVAL = re.compile(r"^[\(\[]\s*([^,]+),\s*([^\]\)]+)[\]\)]$")
 
 
@@ -117,6 +122,8 @@ class HybridCatalog:
     def _catalog_state(self) -> dict[str, torch.Tensor]:
         """The ``catalog_*`` tensors to save (``_state`` adds them)."""
         state = {**(getattr(self, "content_map_", None) or {}), **(getattr(self, "gnn_content_path_", None) or {})}
+        if getattr(self, "image_alignment_", None) is not None:
+            state.update({ALIGNMENT_PREFIX + k: v for k, v in self.image_alignment_.tensors().items()})
         hidden = getattr(self, "hidden_items_", None)
         table = getattr(self, "item_attributes_", None)
         if table is not None:
@@ -130,6 +137,9 @@ class HybridCatalog:
     def _load_catalog_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Take the ``catalog_*`` tensors out of ``state`` (kept for :meth:`add_items`); return the rest."""
         catalog = {k: v for k, v in state.items() if k.startswith("catalog_")}
+        # Joined with its settings from catalog.json by load(); absent from models saved before it was kept.
+        self._saved_alignment = {k[len(ALIGNMENT_PREFIX):]: catalog.pop(k) for k in list(catalog)
+                                 if k.startswith(ALIGNMENT_PREFIX)}
         hidden = catalog.pop("catalog_hidden_items", None)
         if hidden is not None and (hidden.dtype != torch.int64 or hidden.ndim != 1 or
                                    (len(hidden) and (int(hidden.min()) < 0 or int(hidden.max()) >= len(self.item_ids_)))):
@@ -152,7 +162,9 @@ class HybridCatalog:
         """Save the model (see ``RecommenderBase.save``) with ``catalog.json`` (what add_items needs)."""
         extra = dict(extra_files or {})
         if getattr(self, "catalog_", None) is not None:
-            extra[CATALOG_FILE] = json.dumps(self.catalog_, indent=2)
+            alignment = getattr(self, "image_alignment_", None)
+            extra[CATALOG_FILE] = json.dumps({**self.catalog_, **({} if alignment is None else
+                                                                  {ALIGNMENT_KEY: alignment.settings()})}, indent=2)
         return super().save(path, overwrite=overwrite, extra_files=extra)
 
     @classmethod
@@ -160,7 +172,8 @@ class HybridCatalog:
         """Load a saved model and, when it has one, its ``catalog.json``."""
         model = super().load(path)
         file = Path(path) / CATALOG_FILE
-        model.catalog_ = None
+        model.catalog_ = model.image_alignment_ = None
+        tensors = model.__dict__.pop("_saved_alignment", {})
         if file.is_file():
             try:
                 model.catalog_ = json.loads(file.read_text(encoding="utf-8"))
@@ -169,6 +182,10 @@ class HybridCatalog:
             if model.catalog_.get("format") != CATALOG_FORMAT:
                 raise HybridRecError(f"{file}: catalog format {model.catalog_.get('format')!r}, expected "
                                      f"{CATALOG_FORMAT}: save the model again with this version")
+            try:  # settings in catalog.json, arrays in state.pt (model.catalog_image_alignment.*)
+                model.image_alignment_ = ImageAlignment.from_saved(tensors, model.catalog_.pop(ALIGNMENT_KEY, None))
+            except HybridRecError as err:
+                raise HybridRecError(f"{file}: {err}") from None
         return model
 
     # -- hiding -----------------------------------------------------------------------------------
@@ -294,10 +311,11 @@ class HybridCatalog:
         if self.use_gnn and getattr(self, "gnn_content_path_", None) is None:
             raise HybridRecError("this model has no GNN content path (state keys model.catalog_attribute_* and "
                                  "catalog_fusion.*): it was saved by an earlier hybridrec; refit it to add items")
-        if getattr(self, "image_alignment_", None) is not None:
-            raise HybridRecError("this model's image block is CCA-aligned with its text (image_alignment_); the "
-                                 "alignment is not kept, so an added item's photo cannot be placed: fit with "
-                                 "image_alignment='none' (or without images) to add items")
+        blocks = [*catalog.get("content_dims", {}), *(getattr(self, "gnn_content_path_", None) or {})]
+        if getattr(self, "image_alignment_", None) is None and any("image:aligned" in name for name in blocks):
+            raise HybridRecError("this model's image block is CCA-aligned with its text, but the alignment was not "
+                                 f"saved (state keys model.{ALIGNMENT_PREFIX}*): it was saved by an earlier "
+                                 "hybridrec, so an added item's photo cannot be placed; refit it to add items")
 
     def _grow(self, n_new: int) -> None:
         """Append ``n_new`` cold items (no interactions, zero columns) to every per-item table."""
@@ -334,6 +352,8 @@ class HybridCatalog:
         content = encode_item_content(items, row_ids, text_cols=catalog["text_cols"], image_col=catalog["image_col"],
                                       cache_dir=self.feature_cache_dir, text_encoder=self.text_encoder,
                                       image_encoder=self.image_encoder, device=self.device, progress=self.progress)
+        if getattr(self, "image_alignment_", None) is not None:
+            apply_image_alignment(content, self.image_alignment_)  # "image" -> "image:aligned", as at fit
         n_attributes = sum(len(entry["values"]) for entry in catalog["vocabulary"])
         if getattr(self, "gnn_content_path_", None) is not None:
             n_attributes = self.gnn_content_path_["catalog_attribute_layers"].shape[1]
