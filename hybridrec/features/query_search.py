@@ -60,8 +60,8 @@ IDS_FILE = "item_ids.parquet"
 SEARCH_INDEX_FOLDER = OutputKind("search index", marker=INDEX_FILE, key="search_index_format")
 #: 2: the product channel and the colours named by item texts (format 1 had neither).
 INDEX_FORMAT = 2
-#: The attributes of the CCA a query needs (its text side).
-ALIGNMENT_ARRAYS = ("text_mean_", "text_projection_", "correlations_")
+#: The attributes of the CCA a query needs (its text side) and an added item's photo (its image side).
+ALIGNMENT_ARRAYS = ("text_mean_", "text_projection_", "image_mean_", "image_projection_", "correlations_")
 #: Feature-cache column of a text without its colour names.
 PRODUCT_TEXT_SUFFIX = "_without_colour_names"
 
@@ -99,8 +99,8 @@ class QuerySearchIndex:
         text_present: ``[n_columns, n_items]`` bool.
         image_shared: ``[n_items, c]`` unit photo vectors in the shared space (zero rows: no photo),
             or None without an alignment.
-        alignment: the fitted text–image CCA (only its text side is kept: ``text_mean_``,
-            ``text_projection_``, ``correlations_``), or None.
+        alignment: the fitted text–image CCA (what ``transform_text`` and ``transform_image`` need
+            is kept: ``ALIGNMENT_ARRAYS`` and ``correlation_power``), or None.
         colour_histograms: ``[n_items, N_BINS]`` photo colour histograms (zero rows: no photo), or None.
         text_colours: ``[n_items, MAX_NAMED_COLOURS, 3]`` CIELAB of the colours the item's texts name
             (NaN past the last; all NaN: its text names none).
@@ -222,9 +222,8 @@ class QuerySearchIndex:
             item_ids: the index's new row order: its current ids first, in order, then the new
                 ones (e.g. a model's grown id map).
 
-        A photo is placed in the shared space only while the index holds the CCA's image side
-        (an index built in this process); a loaded index keeps only the text side, so a new
-        item's photo is then not searched (logged) and the item is found by its text.
+        A photo is placed in the shared space by the CCA's image side, which the index keeps and
+        saves (an index loaded without it would find the new item by its text only, logged).
 
         Raises:
             HybridRecError: ``item_ids`` does not start with the index's ids, or a column is missing.
@@ -319,7 +318,7 @@ class QuerySearchIndex:
                 arrays = {name: stored[name] for name in stored.files}
             item_ids = IdMap.from_frame(pd.read_parquet(path / IDS_FILE), kind="item")
             alignment = None
-            if "alignment_text_projection" in arrays:
+            if "alignment_text_projection_" in arrays:  # save() writes "alignment_" + the attribute name
                 alignment = CrossModalCCA(correlation_power=float(manifest["correlation_power"]))
                 for name in ALIGNMENT_ARRAYS:
                     setattr(alignment, name, torch.from_numpy(arrays.pop(f"alignment_{name}")))
