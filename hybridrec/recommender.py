@@ -54,7 +54,7 @@ from hybridrec.recommender_search import HybridSearch
 from hybridrec.recommender_similarity import HybridSimilarity, zscore_rows
 from hybridrec.tables import ColumnRoles, RecDataset, infer_attribute_roles
 from hybridrec.topk import ranked_top_k
-from hybridrec.tuning import select_block_weights, select_ease_l2, validation_holdout
+from hybridrec.tuning import select_block_weights, select_ease_l2, select_filter_shape, validation_holdout
 from training.config import TrainConfig
 from training.distributed import is_main_process, launched_by_torchrun
 from training.trainer import GraphTrainingData, Trainer
@@ -109,6 +109,9 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
         max_ease_items: the largest catalog ``cf_head="auto"`` fits the dense EASE head for.
         filter_neighbors, filter_rank, filter_alpha: the sparse head's co-occurrence entries kept
             per item, low-pass rank and low-pass weight.
+        tune_filter: choose the sparse head's rank among ``filter_rank x {0.5, 1, 2}`` and weight among
+            ``{0.1, 0.3, 0.5, 1, filter_alpha}`` by validation recall@20 (up to 200,000 items;
+            :func:`hybridrec.tuning.select_filter_shape`), kept as ``filter_rank_`` / ``filter_alpha_``.
         negatives, num_negatives, full_softmax_max_items, training_mode, full_graph_max_edges,
             num_neighbors: how the GNN trains on large catalogs and graphs (see
             :class:`training.config.TrainConfig`).
@@ -128,7 +131,7 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
                  negatives: str = "auto", num_negatives: int = 1024, full_softmax_max_items: int = 20000,
                  training_mode: str = "auto", full_graph_max_edges: int = 20_000_000,
                  num_neighbors: list[int] | None = None, cf_head: str = "auto", filter_neighbors: int = 256,
-                 filter_rank: int = 256, filter_alpha: float = 0.3,
+                 filter_rank: int = 256, filter_alpha: float = 0.3, tune_filter: bool = True,
                  ease_l2: float = 250.0, tune_ease_l2: bool = True, ease_item_power: float = 0.25,
                  ease_user_power: float = 0.25,
                  content_l2: float = 10.0, content_target_l2_factor: float = 0.125,
@@ -151,6 +154,7 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
         self.training_mode, self.full_graph_max_edges = training_mode, full_graph_max_edges
         self.num_neighbors, self.cf_head = num_neighbors, cf_head
         self.filter_neighbors, self.filter_rank, self.filter_alpha = filter_neighbors, filter_rank, filter_alpha
+        self.tune_filter = tune_filter
         self.ease_l2, self.ease_item_power, self.ease_user_power = ease_l2, ease_item_power, ease_user_power
         self.content_l2, self.content_direct_l2, self.attribute_weight = content_l2, content_direct_l2, attribute_weight
         self.block_weights, self.gnn_weight, self.popularity_weight = block_weights, gnn_weight, popularity_weight
@@ -304,6 +308,8 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
                              "gnn_training_mode": getattr(result, "training_mode", None),
                              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                              **{k: round(v, 2) for k, v in timings.items()}}
+        if self.use_cf and head_name == GraphFilterHead.name:
+            self.fit_summary_.update(filter_rank=self.filter_rank_, filter_alpha=self.filter_alpha_)
         if result is not None:
             self.fit_summary_.update(gnn_processes=result.world_size,
                                      gnn_step_seconds_per_rank=result.step_seconds_per_rank,
@@ -325,10 +331,13 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
                              content_target_l2_factor=self.content_target_l2_factor,
                              content_direct_l2=self.content_direct_l2, device=resolve_device(self.device))
 
-    def sparse_head(self) -> GraphFilterHead:
-        """The sparse graph-filter head with this estimator's settings."""
-        return GraphFilterHead(neighbors=self.filter_neighbors, rank=self.filter_rank, alpha=self.filter_alpha,
-                               content_l2=self.content_l2, seed=self.seed, progress=self.progress)
+    def sparse_head(self, rank: int | None = None, alpha: float | None = None) -> GraphFilterHead:
+        """The sparse graph-filter head with this estimator's settings (``rank`` / ``alpha`` default to the
+        fitted ``filter_rank_`` / ``filter_alpha_``, before a fit to ``filter_rank`` / ``filter_alpha``)."""
+        rank = getattr(self, "filter_rank_", self.filter_rank) if rank is None else rank
+        alpha = getattr(self, "filter_alpha_", self.filter_alpha) if alpha is None else alpha
+        return GraphFilterHead(neighbors=self.filter_neighbors, rank=rank, alpha=alpha, content_l2=self.content_l2,
+                               seed=self.seed, progress=self.progress)
 
     def _fit_cf(self, binary: sp.csr_matrix, content: ItemContent, warm: np.ndarray, cold: np.ndarray) -> None:
         """The CF head: (dense) ridge strength on the validation hold-out, the head, cold columns from content."""
@@ -339,6 +348,12 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
                                                                                            self.seed))
             if trials is not None:
                 self.ease_l2_trials_ = trials
+        self.filter_rank_, self.filter_alpha_ = int(self.filter_rank), float(self.filter_alpha)
+        if not dense and self.tune_filter:
+            (self.filter_rank_, self.filter_alpha_), trials = select_filter_shape(
+                self.sparse_head(), *validation_holdout(binary, self.validation_share, self.seed), seed=self.seed)
+            if trials is not None:
+                self.filter_trials_ = trials
         head = (self.dense_head() if dense else self.sparse_head()).fit(binary)
         if content.blocks:  # also without cold items: the content map serves items added later (add_items)
             self.cold_block_weights_, trials = select_block_weights(
@@ -461,6 +476,8 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
             expected.update(filter_indptr=(None,), filter_indices=(None,), filter_values=(None,),
                             filter_left=("items", None), filter_right=(None, "items"), filter_singular_values=(None,),
                             filter_item_degree=("items",))
+            if "filter_alpha" in state:  # saved since the low-pass weight is chosen on validation
+                expected["filter_alpha"] = (1,)
         if self.use_gnn:
             expected.update(user_embeddings_=("users", self.dim), item_embeddings_=("items", self.dim),
                             item_layers_=(self.num_layers + 1, "items", self.dim), item_degree_=("items",))
@@ -469,7 +486,8 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
             setattr(self, name, state.get(name))
         self.cf_filter_ = None
         if head == GraphFilterHead.name:
-            self.cf_filter_ = self.sparse_head().load_state(state, len(self.item_ids_))
+            self.cf_filter_ = self.sparse_head(self.filter_rank, self.filter_alpha).load_state(state, len(self.item_ids_))
+            self.filter_rank_, self.filter_alpha_ = self.cf_filter_.rank, self.cf_filter_.alpha
 
 
 def hybrid_from_config(path: str | Path | None = None, **overrides) -> HybridRecommender:

@@ -3,6 +3,8 @@
 * :func:`validation_holdout` — a seeded share of each user's interactions held out (early stopping
   of the GNN and the EASE ridge strength both read it);
 * :func:`select_ease_l2` — the CF head's ridge strength among ``l2 x {0.5, 1, 2, 4}``;
+* :func:`select_filter_shape` — the sparse head's low-pass rank and weight among
+  ``rank x {0.5, 1, 2}`` and :data:`FILTER_ALPHAS`, from one fit at the largest rank;
 * :func:`select_block_weights` — the weight of each content block in the cold-item content vector,
   chosen on pseudo-cold items (warm items hidden from the head), so a modality that does not help
   cold items is turned down.
@@ -28,6 +30,15 @@ logger = logging.getLogger(__name__)
 EASE_L2_FACTORS = (0.5, 1.0, 2.0, 4.0)
 #: Catalogs larger than this keep the configured ridge strength (each trial is a dense inverse).
 EASE_L2_MAX_ITEMS = 5000
+#: Candidate factors of the sparse head's configured low-pass rank (one fit at the largest serves all).
+FILTER_RANK_FACTORS = (0.5, 1.0, 2.0)
+#: Candidate weights of the sparse head's low-pass filter (GF-CF's 0.3 among them).
+FILTER_ALPHAS = (0.1, 0.3, 0.5, 1.0)
+#: Catalogs larger than this keep the configured rank and weight (the search's fit at twice the
+#: rank holds ``[n_items, 2 x rank]`` bases; the 1M-item fit is near its memory bound already).
+FILTER_TUNING_MAX_ITEMS = 200_000
+#: Validation users scored per block of the filter search (bounds a ``[block, n_items]`` score array).
+FILTER_SCORE_BLOCK = 2000
 #: Candidate weights a tunable block is tried at, after 1.
 BLOCK_WEIGHT_STEPS = (0.5, 0.25, 0.0)
 #: Cut-off of the validation recall both searches maximise.
@@ -100,6 +111,60 @@ def select_ease_l2(head: DenseEASEHead, train: sp.csr_matrix,
     best = max(results, key=results.get)
     logger.info("EASE l2 %g (validation recall@%d: %s)", best, k, {l: round(r, 4) for l, r in results.items()})
     return best, results
+
+
+def select_filter_shape(head: GraphFilterHead, train: sp.csr_matrix, valid: sp.csr_matrix | None, *,
+                        seed: int) -> tuple[tuple[int, float], dict[str, float] | None]:
+    """The sparse head's low-pass ``(rank, alpha)`` with the best validation recall@20.
+
+    One :class:`GraphFilterHead` is fitted on ``train`` at the largest candidate rank; a smaller
+    rank keeps its leading singular vectors, so every ``(rank, alpha)`` pair is scored from that
+    one fit (the pruned co-occurrence part does not depend on either). At most
+    :data:`VALIDATION_MAX_USERS` seeded validation users are scored, in blocks of
+    :data:`FILTER_SCORE_BLOCK`.
+
+    Args:
+        head: the configured head (its ``rank`` and ``alpha`` are the defaults and the search's centre).
+        train, valid: :func:`validation_holdout` of the training interactions.
+        seed: seeds the user sample.
+
+    Returns:
+        ``((rank, alpha), trials)``: the choice and ``{"rank=R, alpha=A": recall}``; ``trials`` is
+        None when there was no search (no validation users, or more than
+        :data:`FILTER_TUNING_MAX_ITEMS` items).
+    """
+    configured = (int(head.rank), float(head.alpha))
+    if valid is None or valid.nnz == 0 or train.shape[1] > FILTER_TUNING_MAX_ITEMS:
+        return configured, None
+    users = np.flatnonzero((np.diff(valid.indptr) > 0) & (np.diff(train.indptr) > 0))
+    if len(users) == 0:
+        return configured, None
+    if len(users) > VALIDATION_MAX_USERS:
+        users = np.sort(np.random.default_rng(seed).choice(users, VALIDATION_MAX_USERS, replace=False))
+    ranks = sorted({max(1, min(int(round(head.rank * factor)), min(train.shape) - 1)) for factor in FILTER_RANK_FACTORS})
+    alphas = sorted({*FILTER_ALPHAS, float(head.alpha)})
+    probe = GraphFilterHead(neighbors=head.neighbors, rank=max(ranks), alpha=1.0, seed=head.seed).fit(train)
+    ranks = [rank for rank in ranks if rank <= probe.left_.shape[1]]
+    k = min(VALIDATION_K, train.shape[1])
+    hits = {(rank, alpha): 0.0 for rank in ranks for alpha in alphas}
+    for start in range(0, len(users), FILTER_SCORE_BLOCK):
+        block = users[start:start + FILTER_SCORE_BLOCK]
+        history, truth = train[block], valid[block].toarray() > 0
+        linear = (history @ probe.cooccurrence_).toarray()
+        projected = np.asarray(history @ probe.left_)                                  # [b, max rank]
+        seen = history.toarray() > 0
+        for rank in ranks:
+            low_pass = projected[:, :rank] @ probe.right_[:rank]                       # alpha 1
+            for alpha in alphas:
+                scores = linear + alpha * low_pass
+                scores[seen] = -np.inf
+                hits[(rank, alpha)] += _recall_at(scores, truth, k) * len(block)
+    results = {f"rank={rank}, alpha={alpha:g}": total / len(users) for (rank, alpha), total in hits.items()}
+    best = max(hits, key=hits.get)
+    logger.info("sparse head rank %d, alpha %g (validation recall@%d %.4f on %d users; configured %s: %.4f)",
+                best[0], best[1], k, hits[best] / len(users), len(users), configured,
+                hits.get(configured, float("nan")) / len(users))
+    return (int(best[0]), float(best[1])), results
 
 
 def select_block_weights(head: DenseEASEHead | GraphFilterHead, binary: sp.csr_matrix, content: ItemContent, warm: np.ndarray, *,

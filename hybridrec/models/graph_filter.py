@@ -393,7 +393,8 @@ class GraphFilterHead:
                 "filter_values": torch.from_numpy(matrix.data.astype(np.float32)),
                 "filter_left": torch.from_numpy(self.left_), "filter_right": torch.from_numpy(self.right_),
                 "filter_singular_values": torch.from_numpy(np.asarray(self.singular_values_, dtype=np.float32)),
-                "filter_item_degree": torch.from_numpy(np.asarray(self.item_degree_, dtype=np.float32))}
+                "filter_item_degree": torch.from_numpy(np.asarray(self.item_degree_, dtype=np.float32)),
+                "filter_alpha": torch.tensor([float(self.alpha)], dtype=torch.float64)}
 
     def load_state(self, state: dict[str, Tensor], n_items: int) -> "GraphFilterHead":
         """Restore from :meth:`state`, checking that the shapes agree with ``n_items``."""
@@ -407,6 +408,10 @@ class GraphFilterHead:
         self.left_, self.right_ = state["filter_left"].numpy(), state["filter_right"].numpy()
         self.singular_values_ = state["filter_singular_values"].numpy()
         self.item_degree_ = state["filter_item_degree"].numpy().astype(np.float64)
+        # The low-pass weight the head was fitted with (a head saved without it used the configured one).
+        if "filter_alpha" in state:
+            self.alpha = float(state["filter_alpha"].reshape(-1)[0])
+        self.rank = int(self.left_.shape[1])
         self._coordinates = self._coordinate_moments = self._row_moments = None
         if self.item_degree_.shape != (n_items,):
             raise HybridRecError("the saved item degrees of the graph-filter head do not match the catalog")
