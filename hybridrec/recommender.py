@@ -113,7 +113,7 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
             ``{0.1, 0.3, 0.5, 1, filter_alpha}`` by validation recall@20 (up to 200,000 items;
             :func:`hybridrec.tuning.select_filter_shape`), kept as ``filter_rank_`` / ``filter_alpha_``.
         negatives, num_negatives, full_softmax_max_items, training_mode, full_graph_max_edges,
-            num_neighbors: how the GNN trains on large catalogs and graphs (see
+            num_neighbors, max_trained_interactions: how the GNN trains on large catalogs and graphs (see
             :class:`training.config.TrainConfig`).
         use_cf, use_gnn: which parts to fit and score with (both: the fused model); one alone is for
             measuring each part's contribution.
@@ -130,7 +130,8 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
                  eval_every: int = 5, patience: int = 3, eval_k: int = 20, amp: bool = True,
                  negatives: str = "auto", num_negatives: int = 1024, full_softmax_max_items: int = 20000,
                  training_mode: str = "auto", full_graph_max_edges: int = 20_000_000,
-                 num_neighbors: list[int] | None = None, cf_head: str = "auto", filter_neighbors: int = 256,
+                 num_neighbors: list[int] | None = None, max_trained_interactions: int | None = 10_000_000,
+                 cf_head: str = "auto", filter_neighbors: int = 256,
                  filter_rank: int = 256, filter_alpha: float = 0.3, tune_filter: bool = True,
                  ease_l2: float = 250.0, tune_ease_l2: bool = True, ease_item_power: float = 0.25,
                  ease_user_power: float = 0.25,
@@ -152,7 +153,7 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
         self.eval_every, self.patience, self.eval_k, self.amp = eval_every, patience, eval_k, amp
         self.negatives, self.num_negatives, self.full_softmax_max_items = negatives, num_negatives, full_softmax_max_items
         self.training_mode, self.full_graph_max_edges = training_mode, full_graph_max_edges
-        self.num_neighbors, self.cf_head = num_neighbors, cf_head
+        self.num_neighbors, self.max_trained_interactions, self.cf_head = num_neighbors, max_trained_interactions, cf_head
         self.filter_neighbors, self.filter_rank, self.filter_alpha = filter_neighbors, filter_rank, filter_alpha
         self.tune_filter = tune_filter
         self.ease_l2, self.ease_item_power, self.ease_user_power = ease_l2, ease_item_power, ease_user_power
@@ -311,7 +312,8 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
         if self.use_cf and head_name == GraphFilterHead.name:
             self.fit_summary_.update(filter_rank=self.filter_rank_, filter_alpha=self.filter_alpha_)
         if result is not None:
-            self.fit_summary_.update(gnn_processes=result.world_size,
+            self.fit_summary_.update(gnn_epochs_run=result.epochs_run, gnn_epoch_limit=result.epoch_limit,
+                                     gnn_processes=result.world_size,
                                      gnn_step_seconds_per_rank=result.step_seconds_per_rank,
                                      gnn_memory_mb_per_rank=result.memory_mb_per_rank)
         logger.info("fit done: %s", self.fit_summary_)

@@ -204,6 +204,20 @@ def test_train_result_says_what_ran(data):
     assert (result.negatives, result.training_mode) == ("full", "full_graph")
 
 
+def test_the_interaction_budget_cuts_the_epochs_and_says_so(data, caplog):
+    interactions = data.train.nnz
+    with caplog.at_level(logging.INFO, logger="training.trainer"):
+        _, result = fit(data, dim=8, epochs=6, eval_every=2, device="cpu", max_trained_interactions=3 * interactions + 1)
+    assert (result.epoch_limit, result.epochs_run) == (3, 3)
+    assert "GNN epochs cut from 6 to 3" in caplog.text
+    # The last allowed epoch is validated, so the best state is chosen among epochs 2 and 3.
+    assert [entry["epoch"] for entry in result.history if "valid_recall@20" in entry] == [2, 3]
+    _, uncut = fit(data, dim=8, epochs=2, device="cpu", max_trained_interactions=2 * interactions)
+    assert (uncut.epoch_limit, uncut.epochs_run) == (2, 2)
+    # The default budget keeps MovieLens-100K's positives (55k) at every epoch: 60 x 55k < 10M.
+    assert TrainConfig().max_trained_interactions == 10_000_000
+
+
 def test_full_graph_steps_grow_with_the_graph_so_epochs_stay_linear():
     assert full_graph_pairs_per_step(20_000, 2, 256, 1280) == 256                     # small graph: one group
     steps = []
@@ -351,6 +365,8 @@ def test_defaults():
     (dict(num_neighbors=10), "num_neighbors"),
     (dict(loss="bpr", negatives="full"), "negatives"),
     (dict(negatives="full", training_mode="neighbor_sampled"), "negatives"),
+    (dict(max_trained_interactions=0), "max_trained_interactions"),
+    (dict(max_trained_interactions=1.5), "max_trained_interactions"),
 ])
 def test_train_config_names_the_bad_field(fields, field):
     with pytest.raises(HybridRecError, match=rf"TrainConfig\.{field}\b"):

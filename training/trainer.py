@@ -76,6 +76,7 @@ class TrainResult:
     best_epoch: int = 0
     best_score: float = -math.inf
     epochs_run: int = 0
+    epoch_limit: int = 0
     seconds: float = 0.0
     history: list = field(default_factory=list)
     stopped_early: bool = False
@@ -368,7 +369,8 @@ class Trainer:
         result.negatives, result.training_mode = plan.negatives, plan.training_mode
         step_module = model if context is None else distributed.wrap(model, context)
         started, step_seconds, all_steps = time.perf_counter(), 0.0, 0
-        epochs = range(start_epoch, config.epochs)
+        result.epoch_limit = epoch_limit = self.epoch_limit(data)
+        epochs = range(start_epoch, epoch_limit)
         bar = tqdm(epochs, desc="train", unit="epoch", disable=not self.progress, leave=False)
         for epoch in bar:
             total, steps, epoch_started = 0.0, 0, time.perf_counter()
@@ -389,7 +391,7 @@ class Trainer:
             step_seconds, all_steps = step_seconds + epoch_seconds, all_steps + steps
             loss = total / max(steps, 1)
             entry = {"epoch": epoch + 1, "loss": loss if context is None else distributed.mean_over_ranks(loss, context)}
-            validate_now = data.valid is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs)
+            validate_now = data.valid is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == epoch_limit)
             if validate_now:
                 score = self._validate_once(model, data)
                 entry[f"valid_recall@{config.eval_k}"] = score
@@ -414,6 +416,18 @@ class Trainer:
             model.load_state_dict(best_state)
         model.eval()
         return result
+
+    def epoch_limit(self, data: GraphTrainingData) -> int:
+        """``epochs``, cut so that epochs x training interactions stays within
+        ``max_trained_interactions`` (logged when it cuts)."""
+        config, interactions = self.config, max(int(data.train.nnz), 1)
+        if config.max_trained_interactions is None or config.epochs * interactions <= config.max_trained_interactions:
+            return config.epochs
+        limit = max(1, config.max_trained_interactions // interactions)
+        logger.info("GNN epochs cut from %d to %d: %d training interactions x %d epochs would pass "
+                    "max_trained_interactions=%d", config.epochs, limit, interactions, config.epochs,
+                    config.max_trained_interactions)
+        return limit
 
     def _validate_once(self, model: HybridGNN, data: GraphTrainingData) -> float:
         """:meth:`validate` here, or on rank 0 with its score broadcast to every rank."""
