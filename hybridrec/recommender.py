@@ -21,7 +21,6 @@ weights (co-occurrence), both z-scored per query item.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import resource
 import time
@@ -35,7 +34,6 @@ import torch
 
 from hybridrec.device import resolve_device
 from hybridrec.errors import HybridRecError
-from hybridrec.toml_config import tomllib
 from hybridrec.graph import RecGraph, build_graph
 from hybridrec.item_content import (
     ItemContent,
@@ -490,24 +488,3 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
         if head == GraphFilterHead.name:
             self.cf_filter_ = self.sparse_head(self.filter_rank, self.filter_alpha).load_state(state, len(self.item_ids_))
             self.filter_rank_, self.filter_alpha_ = self.cf_filter_.rank, self.cf_filter_.alpha
-
-
-def hybrid_from_config(path: str | Path | None = None, **overrides) -> HybridRecommender:
-    """A :class:`HybridRecommender` from a TOML file's ``[train]`` (every
-    :class:`training.config.TrainConfig` field) and ``[model]`` tables, plus keyword ``overrides``.
-
-    Raises:
-        HybridRecError: naming the file and key for a syntax error, an unknown key or a mistyped value.
-    """
-    params: dict = {}
-    if path is not None:
-        train = dataclasses.asdict(TrainConfig.from_toml(path))
-        with open(path, "rb") as handle:
-            model_table = tomllib.load(handle).get("model", {})
-        known = set(inspect.signature(HybridRecommender.__init__).parameters) - {"self"}
-        unknown = sorted(set(model_table) - known)
-        if unknown:
-            raise HybridRecError(f"{path}: unknown [model] key(s) {unknown}; known: {sorted(known)}")
-        params = {**train, **model_table}
-    params.update(overrides)
-    return HybridRecommender(**params)

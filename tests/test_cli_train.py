@@ -8,7 +8,8 @@ import pytest
 
 from hybridrec.cli import main
 from hybridrec.errors import HybridRecError
-from hybridrec.recommender import HybridRecommender, hybrid_from_config
+from hybridrec.recommender import HybridRecommender
+from hybridrec.recommender_config import hybrid_from_config
 from hybridrec.recommender_base import RecommenderBase
 
 

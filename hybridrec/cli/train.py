@@ -35,7 +35,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_model(args: argparse.Namespace):
-    from hybridrec.recommender import hybrid_from_config
+    from hybridrec.recommender_config import hybrid_from_config
 
     overrides = {}
     if args.gnn_epochs is not None:
