@@ -110,6 +110,13 @@ class TrainConfig:
             raise HybridRecError(f"TrainConfig.device must be auto, cpu or cuda, got {self.device!r}")
         self._check_sampling()
 
+    def epoch_limit(self, interactions: int) -> int:
+        """``epochs``, cut so that epochs x ``interactions`` stays within ``max_trained_interactions``."""
+        budget = self.max_trained_interactions
+        if budget is None or self.epochs * max(interactions, 1) <= budget:
+            return self.epochs
+        return max(1, budget // max(interactions, 1))
+
     def _check_sampling(self) -> None:
         """The negatives and training-mode fields (see the class docstring)."""
         if self.negatives not in NEGATIVES:

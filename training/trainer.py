@@ -19,13 +19,11 @@ recorded in :class:`TrainResult` (``negatives``, ``training_mode``):
   propagated over the subgraph sampled around its users, positives and negatives
   (:func:`training.sampling.subgraph_loader`), the loss on those seed nodes.
 
-Measured on Gowalla's train.txt less a 10% validation hold-out (29,858 users x 40,981 items,
-728,931 training interactions, no content; dim 64; 2 shared CPU cores whose load changed epoch
-times 2-5x): the full softmax took 117 steps and 39-93 s per epoch, validation recall@20 0.126,
-0.150, 0.166 after epochs 1-3; the sampled softmax 80 steps of 9,216 interactions and 29-155 s
-per epoch, 0.119, 0.144, 0.161 with uniform draws (0.119, 0.145, 0.163 with popularity draws, the
-default). At 41k items both cost about the same per epoch (a user's ~24 interactions share one
-full-catalog row); only the full softmax's step grows with the catalog.
+Measured on Gowalla's train.txt less a 10% validation hold-out (29,858 users x 40,981 items, 728,931
+interactions, no content, dim 64, 2 shared cores): the full softmax took 117 steps and 39-93 s per
+epoch (validation recall@20 0.126, 0.150, 0.166 after epochs 1-3), the sampled softmax 80 steps of
+9,216 interactions and 29-155 s (0.119, 0.145, 0.163 with the default popularity draws). At 41k
+items both cost about the same per epoch; only the full softmax's step grows with the catalog.
 """
 
 from __future__ import annotations
@@ -369,7 +367,10 @@ class Trainer:
         result.negatives, result.training_mode = plan.negatives, plan.training_mode
         step_module = model if context is None else distributed.wrap(model, context)
         started, step_seconds, all_steps = time.perf_counter(), 0.0, 0
-        result.epoch_limit = epoch_limit = self.epoch_limit(data)
+        result.epoch_limit = epoch_limit = config.epoch_limit(int(data.train.nnz))
+        if epoch_limit < config.epochs:
+            logger.info("GNN epochs cut from %d to %d: %d training interactions x %d epochs would pass max_trained_"
+                        "interactions=%d", config.epochs, epoch_limit, data.train.nnz, config.epochs, config.max_trained_interactions)
         epochs = range(start_epoch, epoch_limit)
         bar = tqdm(epochs, desc="train", unit="epoch", disable=not self.progress, leave=False)
         for epoch in bar:
@@ -416,18 +417,6 @@ class Trainer:
             model.load_state_dict(best_state)
         model.eval()
         return result
-
-    def epoch_limit(self, data: GraphTrainingData) -> int:
-        """``epochs``, cut so that epochs x training interactions stays within
-        ``max_trained_interactions`` (logged when it cuts)."""
-        config, interactions = self.config, max(int(data.train.nnz), 1)
-        if config.max_trained_interactions is None or config.epochs * interactions <= config.max_trained_interactions:
-            return config.epochs
-        limit = max(1, config.max_trained_interactions // interactions)
-        logger.info("GNN epochs cut from %d to %d: %d training interactions x %d epochs would pass "
-                    "max_trained_interactions=%d", config.epochs, limit, interactions, config.epochs,
-                    config.max_trained_interactions)
-        return limit
 
     def _validate_once(self, model: HybridGNN, data: GraphTrainingData) -> float:
         """:meth:`validate` here, or on rank 0 with its score broadcast to every rank."""
