@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,3 +32,18 @@ def movielens(data_dir):
     from data_builders.movielens import load_movielens_100k
 
     return load_movielens_100k(data_dir)
+
+
+@pytest.fixture(scope="session")
+def positives(movielens):
+    """MovieLens-100K positives (rating >= 4) as a seeded 80/20 split of binary matrices."""
+    frame = movielens.interactions.loc[movielens.interactions["rating"] >= 4]
+    users = frame["user_id"].astype("category").cat.codes.to_numpy()
+    items = frame["item_id"].astype("category").cat.codes.to_numpy()
+    test = np.random.default_rng(0).random(len(frame)) < 0.2
+    shape = (users.max() + 1, items.max() + 1)
+
+    def matrix(rows):
+        return sp.csr_matrix((np.ones(rows.sum(), np.float32), (users[rows], items[rows])), shape=shape)
+
+    return matrix(~test), matrix(test)

@@ -20,21 +20,6 @@ from hybridrec.models import ease
 from hybridrec.models.graph_filter import GraphFilterHead, cooccurrence_blocks, normalized_interactions, pruned_cooccurrence
 
 
-@pytest.fixture(scope="module")
-def positives(movielens):
-    """MovieLens-100K positives (rating >= 4) as a seeded 80/20 split of binary matrices."""
-    frame = movielens.interactions.loc[movielens.interactions["rating"] >= 4]
-    users = frame["user_id"].astype("category").cat.codes.to_numpy()
-    items = frame["item_id"].astype("category").cat.codes.to_numpy()
-    test = np.random.default_rng(0).random(len(frame)) < 0.2
-    shape = (users.max() + 1, items.max() + 1)
-
-    def matrix(rows):
-        return sp.csr_matrix((np.ones(rows.sum(), np.float32), (users[rows], items[rows])), shape=shape)
-
-    return matrix(~test), matrix(test)
-
-
 def test_recall(scores: np.ndarray, train: sp.csr_matrix, test: sp.csr_matrix) -> float:
     users = np.flatnonzero(np.diff(test.indptr) > 0)
     scores = np.array(scores[users], dtype=np.float32)

@@ -12,20 +12,6 @@ from hybridrec.models.graph_filter import GraphFilterHead
 from hybridrec.tuning import FILTER_ALPHAS, FILTER_RANK_FACTORS, select_filter_shape, validation_holdout
 
 
-@pytest.fixture(scope="module")
-def positives(movielens):
-    frame = movielens.interactions.loc[movielens.interactions["rating"] >= 4]
-    users = frame["user_id"].astype("category").cat.codes.to_numpy()
-    items = frame["item_id"].astype("category").cat.codes.to_numpy()
-    test = np.random.default_rng(0).random(len(frame)) < 0.2
-    shape = (users.max() + 1, items.max() + 1)
-
-    def matrix(rows):
-        return sp.csr_matrix((np.ones(rows.sum(), np.float32), (users[rows], items[rows])), shape=shape)
-
-    return matrix(~test), matrix(test)
-
-
 def _test_recall(head: GraphFilterHead, train: sp.csr_matrix, test: sp.csr_matrix) -> float:
     users = np.flatnonzero(np.diff(test.indptr) > 0)
     scores = head.score(train[users]).numpy()
