@@ -15,8 +15,8 @@ import torch
 from hybridrec.cli import main as cli_main
 from hybridrec.errors import HybridRecError
 from hybridrec.features.colour_histogram import colour_histogram
-from hybridrec.features.colour_names import (find_colour_names, histogram_bin_colours, named_colour_match,
-                                             named_colours_lab, remove_colour_names)
+from hybridrec.features.colour_names import (confirmed_colour_names, find_colour_names, histogram_bin_colours,
+                                             named_colour_match, named_colours, named_colours_lab, remove_colour_names)
 from hybridrec.features.query_search import QuerySearchIndex, build_search_index
 from hybridrec.recommender_search import ranked_search_frame
 
@@ -67,6 +67,29 @@ def test_colour_names_are_taken_out_and_compared_in_cielab():
     assert blue[1] == pytest.approx(1.0) and navy[0] == pytest.approx(1.0)
     assert blue[0] < 0.1 and navy[1] < 0.1 and blue[2] == 0.0 and blue[4] < 0.1
     assert (named_colour_match(named, []) == 0).all()
+
+
+def test_photos_confirm_the_colour_words_of_titles_but_not_a_word_given_at_random(fashion):
+    products, index, *_ = fashion
+    names = named_colours(products["title"].tolist())
+    confirmed, p_values = confirmed_colour_names(names, index.colour_histograms)
+    # The real titles' common colours are borne out by their own photos.
+    assert {"black", "white", "blue"} <= confirmed
+    assert index.summary["confirmed_colour_names"] == sorted(confirmed)
+    row_names = dict(zip(products["item_id"], names))
+    rows = index.item_ids.to_index(products["item_id"].to_numpy())
+    mask = index.text_colours_confirmed[rows]
+    assert all(mask[i, :len(row_names[item])].tolist() == [n in confirmed for n in row_names[item][:mask.shape[1]]]
+               for i, item in enumerate(products["item_id"]))
+    # A lexicon word put on a seeded random quarter of the titles (as "leather" or a brand is) is not.
+    rng = np.random.default_rng(0)
+    randomly_named = [item + ["leather"] if rng.random() < 0.25 else item for item in names]
+    confirmed, p_values = confirmed_colour_names(randomly_named, index.colour_histograms)
+    assert "leather" not in confirmed and p_values["leather"] > 0.01 and "black" in confirmed
+    # A name on a single photographed item cannot be tested, so it is not confirmed.
+    assert not any("mustard" in item for item in names)
+    once = [item + ["mustard"] if row == 0 else item for row, item in enumerate(names)]
+    assert "mustard" not in confirmed_colour_names(once, index.colour_histograms)[0]
 
 
 def test_the_colour_a_title_names_decides_between_near_colours(fashion):

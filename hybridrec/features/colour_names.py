@@ -11,7 +11,12 @@ matplotlib ships them, ``matplotlib.colors.XKCD_COLORS`` / ``CSS4_COLORS``), eac
 names with a query's in CIELAB (the same kernel as for photos);
 :func:`colour_match` scores photos by the share of their foreground pixels close to those colours in
 CIELAB, from the histograms of :mod:`hybridrec.features.colour_histogram` (a Gaussian kernel of
-``COLOUR_SIGMA`` ΔE around each named colour, over the histogram bins' centre colours)::
+``COLOUR_SIGMA`` ΔE around each named colour, over the histogram bins' centre colours).
+
+Many lexicon names are also plain words ("leather", "indigo", "ice", "earth" in a brand name).
+:func:`confirmed_colour_names` keeps, for a catalog with photos, the names its own photos bear out:
+the photos of the items whose text names the colour show it more than the other photos do (a
+one-sided Welch t-test at ``CONFIRMATION_LEVEL``; no labels involved)::
 
     names = find_colour_names("Navy Blue Tshirts")            # ["navy blue"]
     match = colour_match(histograms, names)                    # [n_items] in [0, 1]
@@ -25,6 +30,7 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
 
 from hybridrec.features.colour_histogram import GREYS, HUES, N_BINS, SATURATIONS, VALUES
 
@@ -35,6 +41,9 @@ COLOUR_SIGMA = 20.0
 MAX_PHRASE_WORDS = 3
 #: Colour names kept per item text ("Navy Blue & Red ..." names two).
 MAX_NAMED_COLOURS = 4
+#: One-sided significance level at which a catalog's photos confirm a colour name of its texts
+#: (a conventional level, fixed a priori; see :func:`confirmed_colour_names`).
+CONFIRMATION_LEVEL = 0.01
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -82,24 +91,72 @@ def remove_colour_names(text: str) -> str:
     return " ".join(word for position, word in enumerate(words) if position not in inside)
 
 
-def named_colours_lab(texts: Sequence, max_names: int = MAX_NAMED_COLOURS) -> np.ndarray:
-    """``[n, max_names, 3]`` float32 CIELAB of the first ``max_names`` colour names of each item.
+def named_colours(texts: Sequence, max_names: int = MAX_NAMED_COLOURS) -> list[list[str]]:
+    """Per item, the first ``max_names`` colour names (:func:`find_colour_names`) of its text(s).
 
     Args:
         texts: per item a text, or a list of its texts (searched one by one, in order); values
             that are not text name no colour.
+    """
+    found = []
+    for item_texts in texts:
+        item_texts = [item_texts] if isinstance(item_texts, str) else list(item_texts or [])
+        found.append([name for text in item_texts if isinstance(text, str) for name in find_colour_names(text)][:max_names])
+    return found
+
+
+def named_colours_lab(texts: Sequence, max_names: int = MAX_NAMED_COLOURS) -> np.ndarray:
+    """``[n, max_names, 3]`` float32 CIELAB of the first ``max_names`` colour names of each item
+    (:func:`named_colours`; ``texts`` as there); NaN rows past an item's last name."""
+    return names_lab(named_colours(texts, max_names), max_names)
+
+
+def names_lab(item_names: Sequence[list[str]], max_names: int = MAX_NAMED_COLOURS) -> np.ndarray:
+    """``[n, max_names, 3]`` float32 CIELAB of lexicon names, per item (NaN rows past its last name)."""
+    lexicon = colour_lexicon()
+    lab = np.full((len(item_names), max_names, 3), np.nan, dtype=np.float32)
+    for row, names in enumerate(item_names):
+        if names:
+            lab[row, :len(names[:max_names])] = srgb_to_lab(np.array([lexicon[name] for name in names[:max_names]]))
+    return lab
+
+
+def confirmed_colour_names(item_names: Sequence[list[str]], histograms: np.ndarray,
+                           level: float = CONFIRMATION_LEVEL) -> tuple[set[str], dict[str, float]]:
+    """The colour names of item texts that the items' own photos confirm.
+
+    A name is confirmed when the photos of the items whose text names it match it
+    (:func:`colour_match`) more than the other photos do: a one-sided Welch t-test, p < ``level``.
+    A name on fewer than two photographed items cannot be tested and is not confirmed. Nothing
+    but texts and photos is read (no labels).
+
+    Args:
+        item_names: per item, its colour names (:func:`named_colours`).
+        histograms: ``[n, N_BINS]`` the items' photo histograms, zero rows without a photo.
 
     Returns:
-        The colours' CIELAB values; NaN rows past an item's last name.
+        The confirmed names, and each tested name's p-value.
     """
-    lexicon = colour_lexicon()
-    lab = np.full((len(texts), max_names, 3), np.nan, dtype=np.float32)
-    for row, item_texts in enumerate(texts):
-        item_texts = [item_texts] if isinstance(item_texts, str) else list(item_texts or [])
-        names = [name for text in item_texts if isinstance(text, str) for name in find_colour_names(text)][:max_names]
-        if names:
-            lab[row, :len(names)] = srgb_to_lab(np.array([lexicon[name] for name in names]))
-    return lab
+    histograms = np.asarray(histograms, dtype=np.float32)
+    photo_rows = np.flatnonzero(histograms.any(axis=1))
+    rows_by_name: dict[str, list[int]] = {}
+    for position, row in enumerate(photo_rows):
+        for name in set(item_names[row]):
+            rows_by_name.setdefault(name, []).append(position)
+    names = sorted(rows_by_name)
+    if not names:
+        return set(), {}
+    matches = (histograms[photo_rows] ** 2) @ _colour_kernels(names)                    # [n_photos, n_names]
+    p_values = {}
+    for column, name in enumerate(names):
+        naming = np.zeros(len(photo_rows), dtype=bool)
+        naming[rows_by_name[name]] = True
+        if naming.sum() < 2 or (~naming).sum() < 2:
+            continue
+        result = stats.ttest_ind(matches[naming, column], matches[~naming, column], equal_var=False,
+                                 alternative="greater")
+        p_values[name] = float(result.pvalue)
+    return {name for name, p in p_values.items() if p < level}, p_values
 
 
 def named_colour_match(named_lab: np.ndarray, names: list[str], sigma: float = COLOUR_SIGMA) -> np.ndarray:
@@ -163,8 +220,12 @@ def colour_match(histograms: np.ndarray, names: list[str], sigma: float = COLOUR
         raise ValueError(f"colour histograms must be [n, {N_BINS}], got {histograms.shape}")
     if not names:
         return np.zeros(len(histograms), dtype=np.float32)
+    return (histograms ** 2) @ _colour_kernels(names, sigma).max(axis=1)
+
+
+def _colour_kernels(names: Sequence[str], sigma: float = COLOUR_SIGMA) -> np.ndarray:
+    """``[N_BINS, len(names)]`` float32 ``exp(-ΔE(bin, name)^2 / 2 sigma^2)`` over the histogram bins' centres."""
     lexicon = colour_lexicon()
-    targets = srgb_to_lab(np.array([lexicon[name] for name in names]))
-    distance = np.linalg.norm(srgb_to_lab(histogram_bin_colours())[None] - targets[:, None], axis=-1).min(axis=0)
-    kernel = np.exp(-distance ** 2 / (2 * sigma ** 2)).astype(np.float32)
-    return (histograms ** 2) @ kernel
+    targets = srgb_to_lab(np.array([lexicon[name] for name in names]))                       # [q, 3]
+    distance = np.linalg.norm(srgb_to_lab(histogram_bin_colours())[:, None] - targets[None], axis=-1)
+    return np.exp(-distance ** 2 / (2 * sigma ** 2)).astype(np.float32)

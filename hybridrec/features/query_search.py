@@ -18,7 +18,10 @@ A :class:`QuerySearchIndex` holds, per item, what a query is compared with:
   (:func:`~hybridrec.features.colour_names.named_colour_match`: "Navy Blue" is not "Blue", a word
   a sentence embedding blurs), and the share of its photo's pixels close to them
   (:func:`~hybridrec.features.colour_names.colour_match`, the same kernel); the mean of the two
-  where an item has both (a lexicon word in a title may be a material: "leather", "gold").
+  where an item has both. A lexicon word in a title may be a material or a brand ("leather",
+  "Indigo Nation"): for an item with a photo, only the names the catalog's photos confirm
+  (:func:`~hybridrec.features.colour_names.confirmed_colour_names`, decided when the index is
+  built) join the photo's match; an item without a photo keeps every name its text gives.
 
 Fusion, per query: each channel is z-scored over the items that have it and mapped through
 ``log(sigmoid(z))`` (a soft AND: an item must do well on every channel it has, not only on one),
@@ -44,10 +47,11 @@ import torch.nn.functional as F
 
 from hybridrec.atomic import OutputKind, atomic_path
 from hybridrec.errors import HybridRecError
-from hybridrec.features.colour_names import (colour_match, find_colour_names, named_colour_match,
-                                             named_colours_lab, remove_colour_names)
+from hybridrec.features.colour_names import colour_match, confirmed_colour_names, find_colour_names, named_colour_match
+from hybridrec.features.colour_names import remove_colour_names
 from hybridrec.features.content_fusion import MIN_CCA_PAIRS
 from hybridrec.features.cross_modal import CrossModalCCA
+from hybridrec.features.search_texts import confirmed_mask, encode_texts
 from hybridrec.features.text_encoder import TextCheckpoint, TextEncoder, resolve_text_checkpoint
 from hybridrec.id_map import IdMap
 
@@ -58,12 +62,11 @@ ARRAYS_FILE = "search_index.npz"
 IDS_FILE = "item_ids.parquet"
 #: A saved search index folder (what :meth:`QuerySearchIndex.save` may replace).
 SEARCH_INDEX_FOLDER = OutputKind("search index", marker=INDEX_FILE, key="search_index_format")
-#: 2: the product channel and the colours named by item texts (format 1 had neither).
-INDEX_FORMAT = 2
+#: 2: the product channel and the colours named by item texts (format 1 had neither);
+#: 3: which of those names the catalog's photos confirm.
+INDEX_FORMAT = 3
 #: The attributes of the CCA a query needs (its text side) and an added item's photo (its image side).
 ALIGNMENT_ARRAYS = ("text_mean_", "text_projection_", "image_mean_", "image_projection_", "correlations_")
-#: Feature-cache column of a text without its colour names.
-PRODUCT_TEXT_SUFFIX = "_without_colour_names"
 
 
 def soft_and(channels: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -104,6 +107,8 @@ class QuerySearchIndex:
         colour_histograms: ``[n_items, N_BINS]`` photo colour histograms (zero rows: no photo), or None.
         text_colours: ``[n_items, MAX_NAMED_COLOURS, 3]`` CIELAB of the colours the item's texts name
             (NaN past the last; all NaN: its text names none).
+        text_colours_confirmed: ``[n_items, MAX_NAMED_COLOURS]`` bool, whether each of those names is
+            one the catalog's photos confirm (``summary["confirmed_colour_names"]``).
         product_rows: ``[r]`` sorted rows of the items whose text names a colour.
         product_text: ``[n_columns, r, d_text]`` unit embeddings of those items' texts without their
             colour names (zero rows where nothing is left); the other items' product text is their text.
@@ -121,6 +126,7 @@ class QuerySearchIndex:
     alignment: CrossModalCCA | None = None
     colour_histograms: np.ndarray | None = None
     text_colours: np.ndarray | None = None
+    text_colours_confirmed: np.ndarray | None = None
     product_rows: np.ndarray | None = None
     product_text: np.ndarray | None = None
     product_present: np.ndarray | None = None
@@ -186,10 +192,12 @@ class QuerySearchIndex:
             named = ~np.isnan(self.text_colours[:, :, 0]).all(axis=1)
             colour = named_colour_match(self.text_colours, names)
             colour_present = named.copy()
-            if self.colour_histograms is not None:
+            if self.colour_histograms is not None:  # with a photo: the confirmed names and the photo
                 has_photo = self.colour_histograms.any(axis=1)
+                confirmed = self.text_colours_confirmed[has_photo]
+                trusted = named_colour_match(np.where(confirmed[:, :, None], self.text_colours[has_photo], np.nan), names)
                 photo = colour_match(self.colour_histograms[has_photo], names)
-                colour[has_photo] = np.where(named[has_photo], (colour[has_photo] + photo) / 2, photo)
+                colour[has_photo] = np.where(confirmed.any(axis=1), (trusted + photo) / 2, photo)
                 colour_present |= has_photo
             found["colour"] = (torch.from_numpy(colour), torch.from_numpy(colour_present))
         return found
@@ -245,10 +253,15 @@ class QuerySearchIndex:
         self.text_present = np.concatenate([self.text_present, np.zeros((self.text.shape[0], grow), bool)], 1)
         self.text_colours = np.concatenate([self.text_colours, np.full((grow, *self.text_colours.shape[1:]), np.nan,
                                                                        np.float32)])
+        self.text_colours_confirmed = np.concatenate([self.text_colours_confirmed,
+                                                      np.zeros((grow, self.text_colours.shape[1]), bool)])
         self.item_ids = item_ids
         rows = item_ids.to_index(table["item_id"].to_numpy())
-        texts = _encode_texts(table, text_columns, self.encoder(device), cache_dir, device, progress)
+        texts = encode_texts(table, text_columns, self.encoder(device), cache_dir, device, progress)
         self.text[:, rows], self.text_present[:, rows], self.text_colours[rows] = texts.text, texts.present, texts.colours
+        # New items' names are judged by the names the catalog's photos confirmed when the index was built.
+        self.text_colours_confirmed[rows] = confirmed_mask(texts.names, set(self.summary["confirmed_colour_names"]),
+                                                            self.text_colours.shape[1])
         kept = ~np.isin(self.product_rows, rows)
         product_rows = np.concatenate([self.product_rows[kept], rows[texts.product_rows]])
         order = np.argsort(product_rows, kind="stable")
@@ -279,7 +292,8 @@ class QuerySearchIndex:
     def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
         """Write the index to folder ``path`` atomically (a previous index there is replaced)."""
         arrays = {"text": self.text, "text_present": self.text_present}
-        arrays.update(text_colours=self.text_colours, product_rows=self.product_rows, product_text=self.product_text,
+        arrays.update(text_colours=self.text_colours, text_colours_confirmed=self.text_colours_confirmed,
+                      product_rows=self.product_rows, product_text=self.product_text,
                       product_present=self.product_present)
         for name in ("image_shared", "colour_histograms"):
             if getattr(self, name) is not None:
@@ -325,7 +339,8 @@ class QuerySearchIndex:
             index = cls(item_ids=item_ids, text=arrays["text"], text_present=arrays["text_present"],
                         text_model=manifest["text_model"], image_shared=arrays.get("image_shared"),
                         alignment=alignment, colour_histograms=arrays.get("colour_histograms"),
-                        text_colours=arrays["text_colours"], product_rows=arrays["product_rows"],
+                        text_colours=arrays["text_colours"], text_colours_confirmed=arrays["text_colours_confirmed"],
+                        product_rows=arrays["product_rows"],
                         product_text=arrays["product_text"], product_present=arrays["product_present"],
                         summary=manifest.get("summary", {}))
             if index.text.shape[1] != len(item_ids) or index.text_present.shape != index.text.shape[:2]:
@@ -371,17 +386,19 @@ def build_search_index(items: pd.DataFrame, *, text_columns: list[str], image_co
     rows = item_ids.to_index(table["item_id"].to_numpy())
     checkpoint = resolve_text_checkpoint(text_encoder)
     encoder = TextEncoder(checkpoint, device=device, progress=progress)
-    texts = _encode_texts(table, text_columns, encoder, cache_dir, device, progress)
+    texts = encode_texts(table, text_columns, encoder, cache_dir, device, progress)
     n_columns = len(text_columns)
     text = np.zeros((n_columns, len(item_ids), encoder.dim), dtype=np.float32)
     text_present = np.zeros((n_columns, len(item_ids)), dtype=bool)
     text_colours = np.full((len(item_ids), *texts.colours.shape[1:]), np.nan, dtype=np.float32)
     text[:, rows], text_present[:, rows], text_colours[rows] = texts.text, texts.present, texts.colours
+    text_colours_confirmed = np.zeros(text_colours.shape[:2], dtype=bool)
     product_rows = rows[texts.product_rows]
     order = np.argsort(product_rows, kind="stable")
     spec = str(checkpoint.local_dir) if checkpoint.local_dir is not None else checkpoint.name
     index = QuerySearchIndex(item_ids=item_ids, text=text, text_present=text_present,
                              text_model={"spec": spec, "identity": encoder.describe()}, text_colours=text_colours,
+                             text_colours_confirmed=text_colours_confirmed,
                              product_rows=product_rows[order], product_text=texts.product_text[:, order],
                              product_present=texts.product_present[:, order],
                              summary={"text_columns": list(text_columns), "image_column": image_column,
@@ -395,7 +412,10 @@ def build_search_index(items: pd.DataFrame, *, text_columns: list[str], image_co
         histograms, _ = colour_histograms(paths, progress=progress)
         index.colour_histograms = np.zeros((len(item_ids), histograms.shape[1]), dtype=np.float32)
         index.colour_histograms[rows] = histograms
+        _confirm_colour_names(index, texts.names, rows, histograms)
         _align(index, image, cca_components, seed)
+    else:
+        index.summary["confirmed_colour_names"] = []
     logger.info("search index: %d items, %s", len(item_ids), index.summary)
     return index
 
@@ -405,46 +425,16 @@ def _best_column(scores: torch.Tensor, present: torch.Tensor) -> tuple[torch.Ten
     return torch.where(present, scores, torch.full_like(scores, -torch.inf)).max(dim=0).values, present.any(dim=0)
 
 
-@dataclass(frozen=True)
-class _EncodedTexts:
-    """The text side of an index for the rows of a table: ``text [c, t, d]``, ``present [c, t]``,
-    ``colours [t, m, 3]``, and for the ``product_rows`` (positions in the table) whose text names
-    a colour, ``product_text [c, r, d]`` / ``product_present [c, r]``."""
-
-    text: np.ndarray
-    present: np.ndarray
-    colours: np.ndarray
-    product_rows: np.ndarray
-    product_text: np.ndarray
-    product_present: np.ndarray
-
-
-def _encode_texts(table: pd.DataFrame, text_columns: list[str], encoder: TextEncoder, cache_dir: str | Path,
-                  device: str, progress: bool) -> _EncodedTexts:
-    """Encode each text column of ``table`` alone, and again without its colour names where it names any
-    (cached under the column name + ``PRODUCT_TEXT_SUFFIX``, so neither replaces the other)."""
-    from hybridrec.features.feature_cache import encode_items
-
-    n_columns, n_rows = len(text_columns), len(table)
-    text = np.zeros((n_columns, n_rows, encoder.dim), dtype=np.float32)
-    present = np.zeros((n_columns, n_rows), dtype=bool)
-    values = [[value if isinstance(value, str) else "" for value in table[column]] for column in text_columns]
-    colours = named_colours_lab([[column[row] for column in values] for row in range(n_rows)])
-    product_rows = np.flatnonzero(~np.isnan(colours[:, :, 0]).all(axis=1))
-    product_text = np.zeros((n_columns, len(product_rows), encoder.dim), dtype=np.float32)
-    product_present = np.zeros((n_columns, len(product_rows)), dtype=bool)
-    for position, column in enumerate(text_columns):
-        features = encode_items(table, text_cols=[column], cache_dir=cache_dir, text_encoder=encoder, device=device,
-                                progress=progress)
-        text[position], present[position] = features.text, ~features.text_empty
-        if len(product_rows):
-            name = column + PRODUCT_TEXT_SUFFIX
-            stripped = pd.DataFrame({"item_id": table["item_id"].to_numpy()[product_rows],
-                                     name: [remove_colour_names(values[position][row]) for row in product_rows]})
-            features = encode_items(stripped, text_cols=[name], cache_dir=cache_dir, text_encoder=encoder,
-                                    device=device, progress=progress)
-            product_text[position], product_present[position] = features.text, ~features.text_empty
-    return _EncodedTexts(text, present, colours, product_rows, product_text, product_present)
+def _confirm_colour_names(index: QuerySearchIndex, names: list[list[str]], rows: np.ndarray,
+                          histograms: np.ndarray) -> None:
+    """Mark the colour names of the table's texts that its photos confirm (``rows``: the table's index rows)."""
+    confirmed, p_values = confirmed_colour_names(names, histograms)
+    index.text_colours_confirmed[rows] = confirmed_mask(names, confirmed, index.text_colours.shape[1])
+    index.summary["confirmed_colour_names"] = sorted(confirmed)
+    doubtful = sorted(set(p_values) - confirmed) + sorted({n for item in names for n in item} - set(p_values))
+    if doubtful:
+        logger.info("query search: %d of the colour names in item texts are not confirmed by the photos, so items "
+                    "with a photo are matched by its colour there: %s", len(doubtful), ", ".join(doubtful[:30]))
 
 
 def _align(index: QuerySearchIndex, image: np.ndarray, n_components: int, seed: int) -> None:
