@@ -126,6 +126,19 @@ def run_one(method: str, args: argparse.Namespace) -> dict:
                                   for name, values in evaluation.segments.items() if name != "warm"},
                   fit_summary=jsonable(getattr(model, "fit_summary_", None)),
                   fit_timings=jsonable(getattr(model, "fit_timings_", None)))
+    trials = getattr(model, "gnn_weight_trials_", None)
+    if args.weight_curve and trials:
+        # A diagnostic of the validation choice: the test figures at every GNN weight it tried.
+        # The model keeps the weight chosen on validation; these figures choose nothing.
+        chosen, curve = model.gnn_weight_, {}
+        for weight in sorted(trials):
+            model.gnn_weight_ = weight
+            scored = evaluate_model(model, split, dataset=provenance, fit_seconds=fit_seconds,
+                                    config=EvaluationConfig(ks=(20,), batch_size=args.batch_size)).segments["warm"]
+            curve[str(weight)] = {"validation_recall@20": trials[weight], "test_recall@20": scored["recall@20"],
+                                  "test_ndcg@20": scored["ndcg@20"]}
+        model.gnn_weight_ = chosen
+        result["test_by_gnn_weight"] = curve
     return result
 
 
@@ -133,7 +146,7 @@ def run_one(method: str, args: argparse.Namespace) -> dict:
 def child_argv(method: str, args: argparse.Namespace) -> list[str]:
     argv = ["--one", method, "--seed", str(args.seed), "--lightgcn-epochs", str(args.lightgcn_epochs),
             "--lightgcn-batch", str(args.lightgcn_batch), "--eval-users", str(args.eval_users),
-            "--batch-size", str(args.batch_size)]
+            "--batch-size", str(args.batch_size)] + (["--weight-curve"] if args.weight_curve else [])
     if args.data_dir:
         argv += ["--data-dir", str(args.data_dir)]
     return argv + (["--smoke"] if args.smoke else [])
@@ -211,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", default="runs/gowalla", help="where each child's stderr is kept")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per child before it is killed")
     parser.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
+    parser.add_argument("--weight-curve", action="store_true",
+                        help="also score hybridrec's test split at every GNN weight its validation tried "
+                             "(a diagnostic of that choice; the model keeps the validated weight)")
     parser.add_argument("--one", metavar="METHOD", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.smoke:
@@ -229,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     for method, r in results["runs"].items():
         if r.get("fit_summary") is not None:
             print(f"fit_summary_ ({method}): {json.dumps(r['fit_summary'], sort_keys=True)}")
+        for weight, figures in (r.get("test_by_gnn_weight") or {}).items():
+            print(f"{method} at GNN weight {weight} (diagnostic, chooses nothing): validation recall@20 "
+                  f"{figures['validation_recall@20']:.4f}, test recall@20 {figures['test_recall@20']:.4f}, "
+                  f"NDCG@20 {figures['test_ndcg@20']:.4f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(jsonable(results), indent=2) + "\n", encoding="utf-8")

@@ -42,6 +42,9 @@ def methods(cache_dir: str) -> dict:
     both, warm_only = ("warm", "cold-item"), ("warm",)
     return {
         "hybridrec (fused)": (lambda s: HybridRecommender(seed=s, progress=False, feature_cache_dir=cache_dir), HYBRID_FIT, both),
+        "hybridrec (fused, gnn_weight 1.5 fixed)": (lambda s: HybridRecommender(seed=s, tune_gnn_weight=False,
+                                                                                progress=False, feature_cache_dir=cache_dir),
+                                                    HYBRID_FIT, both),
         "hybridrec CF head alone": (lambda s: HybridRecommender(seed=s, use_gnn=False, progress=False,
                                                                 feature_cache_dir=cache_dir), HYBRID_FIT, both),
         "hybridrec GNN alone": (lambda s: HybridRecommender(seed=s, use_cf=False, progress=False,

@@ -12,7 +12,8 @@ Three parts, each measurable alone (see ``benchmarks/model_vs_peers.py``):
   :mod:`training.sampling`). It adds higher-order collaborative
   signal to warm users, serves cold users from their attribute nodes and cold items from their
   content and attribute nodes (ID dropout trains that path).
-* **Fusion**: per user, the z-scored CF and GNN scores are summed with ``gnn_weight``.
+* **Fusion**: per user, the z-scored CF and GNN scores are summed with ``gnn_weight_`` (chosen on
+  the validation hold-out among ``gnn_weight x {0, 0.25, 0.5, 1, 2}`` by default).
 
 ``similar_items`` blends cosine similarity of GNN item embeddings with the symmetrised EASE
 weights (co-occurrence), both z-scored per query item.
@@ -50,9 +51,11 @@ from hybridrec.recommender_catalog import HybridCatalog
 from hybridrec.recommender_explain import HybridExplain
 from hybridrec.recommender_search import HybridSearch
 from hybridrec.recommender_similarity import HybridSimilarity, zscore_rows
+from hybridrec.recommender_state import HybridState
 from hybridrec.tables import ColumnRoles, RecDataset, infer_attribute_roles
 from hybridrec.topk import ranked_top_k
-from hybridrec.tuning import select_block_weights, select_ease_l2, select_filter_shape, validation_holdout
+from hybridrec.tuning import (GNN_WEIGHT_TUNING_MAX_ITEMS, select_block_weights, select_ease_l2, select_filter_shape,
+                              select_gnn_weight, validation_holdout)
 from training.config import TrainConfig
 from training.distributed import is_main_process, launched_by_torchrun
 from training.trainer import GraphTrainingData, Trainer
@@ -64,7 +67,7 @@ logger = logging.getLogger(__name__)
 CF_HEADS = ("auto", "dense", "sparse")
 
 
-class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimilarity, RecommenderBase):
+class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch, HybridSimilarity, RecommenderBase):
     """Graph-based hybrid recommender with warm and cold-start support.
 
     All arguments are keyword-only and stored unchanged (scikit-learn style).
@@ -93,6 +96,9 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
             :func:`hybridrec.item_content.align_image_with_text`); a block name such as
             ``"text:overview"`` names that column; ``"none"``: the raw CNN embedding.
         gnn_weight: weight of the z-scored GNN score in the fused score (warm items).
+        tune_gnn_weight: choose that weight among ``gnn_weight x {0, 0.25, 0.5, 1, 2}`` by validation
+            recall@20, both parts refitted without the hold-out (:func:`hybridrec.tuning.select_gnn_weight`;
+            up to 200,000 items); kept as ``gnn_weight_`` (``gnn_weight`` itself when False).
         cold_gnn_weight: the same for items without training interactions, whose CF column comes
             from the content map and whose GNN embedding from content and attributes alone. Without
             the CF head (``use_cf=False``) cold items take ``gnn_weight``: the GNN is then their
@@ -138,7 +144,7 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
                  block_weights: dict | None = None, tune_block_weights: bool = True,
                  block_validation_share: float = 0.15, block_validation_folds: int = 3,
                  image_alignment: str = "auto",
-                 gnn_weight: float = 1.5, cold_gnn_weight: float = 0.5,
+                 gnn_weight: float = 1.5, tune_gnn_weight: bool = True, cold_gnn_weight: float = 0.5,
                  popularity_weight: float = 1.0,
                  validation_share: float = 0.1, max_ease_items: int = 20000, use_cf: bool = True,
                  use_gnn: bool = True,
@@ -158,6 +164,7 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
         self.content_l2, self.content_direct_l2, self.attribute_weight = content_l2, content_direct_l2, attribute_weight
         self.block_weights, self.gnn_weight, self.popularity_weight = block_weights, gnn_weight, popularity_weight
         self.cold_gnn_weight, self.content_target_l2_factor = cold_gnn_weight, content_target_l2_factor
+        self.tune_gnn_weight = tune_gnn_weight
         self.tune_ease_l2 = tune_ease_l2
         self.tune_block_weights, self.block_validation_share = tune_block_weights, block_validation_share
         self.block_validation_folds, self.image_alignment = block_validation_folds, image_alignment
@@ -295,10 +302,22 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
                 self._fit_gnn(graph, content, binary, options["checkpoint_dir"], options["fresh_checkpoint"])
 
         parts = [("cf_head_seconds", cf_head), ("gnn_seconds", gnn)]
+        self._held_out_embeddings = None  # set by _fit_gnn for the GNN weight's validation
         for name, fit_part in reversed(parts) if parallel else parts:
             tick = time.perf_counter()
             fit_part()
             timings[name] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        self.gnn_weight_ = float(self.gnn_weight)
+        self.__dict__.pop("gnn_weight_trials_", None)
+        if fit_cf and self.use_gnn and self.tune_gnn_weight:
+            if self._held_out_embeddings is not None:
+                self._select_gnn_weight(binary)
+                timings["gnn_weight_seconds"] = time.perf_counter() - tick
+            else:
+                logger.info("GNN weight: the configured %g kept (no validation hold-out, or more than %d items, where "
+                            "the search would refit a second CF head)", self.gnn_weight, GNN_WEIGHT_TUNING_MAX_ITEMS)
+        self._held_out_embeddings = None
         timings["fit_seconds"] = time.perf_counter() - started
         self.fit_timings_ = timings
         result = getattr(self, "train_result_", None) if self.use_gnn else None
@@ -309,6 +328,8 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
                              **{k: round(v, 2) for k, v in timings.items()}}
         if self.use_cf and head_name == GraphFilterHead.name:
             self.fit_summary_.update(filter_rank=self.filter_rank_, filter_alpha=self.filter_alpha_)
+        if self.use_cf and self.use_gnn:
+            self.fit_summary_["gnn_weight"] = self.gnn_weight_
         if result is not None:
             self.fit_summary_.update(gnn_epochs_run=result.epochs_run, gnn_epoch_limit=result.epoch_limit,
                                      gnn_processes=result.world_size,
@@ -372,6 +393,24 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
         else:
             self.cf_filter_ = head
 
+    def _select_gnn_weight(self, binary: sp.csr_matrix) -> None:
+        """``gnn_weight_`` on the validation hold-out: the CF head refitted on the rest, the GNN's
+        embeddings propagated over the rest's edges (kept by :meth:`_fit_gnn`)."""
+        train, valid = validation_holdout(binary, self.validation_share, self.seed)
+        dense = self.item_weights_ is not None
+        head = (self.dense_head() if dense else self.sparse_head()).fit(train)
+        weights = head.item_weights() if dense else None
+        users, items = self._held_out_embeddings
+
+        def parts(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            history = torch.from_numpy(train[rows].toarray().astype(np.float32))
+            raw = history @ weights if dense else head.score(history)
+            return zscore_rows(raw), zscore_rows(users[torch.from_numpy(rows)] @ items.T)
+
+        self.gnn_weight_, trials = select_gnn_weight(parts, train, valid, weight=self.gnn_weight, seed=self.seed)
+        if trials is not None:
+            self.gnn_weight_trials_ = trials
+
     def _fit_gnn(self, graph: RecGraph, content: ItemContent, binary: sp.csr_matrix, checkpoint_dir,
                  fresh_checkpoint: bool = False) -> None:
         """Train the GNN on the graph (validation hold-out for early stopping), then embed every node."""
@@ -393,6 +432,12 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
         trainer = Trainer(self.train_config(), checkpoint_dir=checkpoint_dir, progress=self.progress,
                           fresh_checkpoint=fresh_checkpoint)
         self.train_result_ = trainer.fit(model, data)
+        if self.use_cf and self.tune_gnn_weight and valid is not None and n_items <= GNN_WEIGHT_TUNING_MAX_ITEMS:
+            # The GNN as it was validated, the hold-out's edges left out, for the GNN weight's search.
+            held_out = data.to(trainer.device)
+            embeddings = model.infer(held_out.content, held_out.present, held_out.user_has_id, held_out.item_has_id,
+                                     held_out.adjacency)
+            self._held_out_embeddings = (embeddings.users.cpu(), embeddings.items.cpu())
         # Inference propagates over every training edge, including the validation hold-out.
         full_edges = graph.homogeneous_edges(binary, self.attribute_edge_weight)
         full = GraphTrainingData(adjacency=normalized_adjacency(*full_edges, total),
@@ -451,40 +496,3 @@ class HybridRecommender(HybridCatalog, HybridExplain, HybridSearch, HybridSimila
         values, indices = ranked_top_k(scores, k)
         frame = top_k_frame(values, indices, np.array(["history"], dtype=object), self.item_ids_, "user_id", "item_id")
         return frame.drop(columns=["user_id"])
-
-    # -- persistence -----------------------------------------------------------------------------
-    _STATE = ("item_popularity_", "item_weights_", "user_embeddings_", "item_embeddings_", "item_layers_",
-              "item_degree_")
-
-    def _state(self) -> dict[str, torch.Tensor]:
-        state = {name: getattr(self, name) for name in self._STATE if getattr(self, name, None) is not None}
-        if getattr(self, "cf_filter_", None) is not None:
-            state.update(self.cf_filter_.state())
-        state.update(self._catalog_state())
-        return state
-
-    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore the saved tensors after checking that the parameters call for exactly these,
-        sized for the id tables, ``dim``, ``num_layers`` and the CF head ``cf_head`` resolves to
-        (the ``catalog_*`` tensors add_items needs are checked by :meth:`_load_catalog_state`)."""
-        state = self._load_catalog_state(state)
-        expected: dict[str, tuple] = {"item_popularity_": ("items",)}
-        head = self.resolved_cf_head() if self.use_cf else None
-        if head == DenseEASEHead.name:
-            expected["item_weights_"] = ("items", "items")
-        elif head == GraphFilterHead.name:
-            expected.update(filter_indptr=(None,), filter_indices=(None,), filter_values=(None,),
-                            filter_left=("items", None), filter_right=(None, "items"), filter_singular_values=(None,),
-                            filter_item_degree=("items",))
-            if "filter_alpha" in state:  # saved since the low-pass weight is chosen on validation
-                expected["filter_alpha"] = (1,)
-        if self.use_gnn:
-            expected.update(user_embeddings_=("users", self.dim), item_embeddings_=("items", self.dim),
-                            item_layers_=(self.num_layers + 1, "items", self.dim), item_degree_=("items",))
-        self._check_state(state, expected, integer=("filter_indptr", "filter_indices"))
-        for name in self._STATE:
-            setattr(self, name, state.get(name))
-        self.cf_filter_ = None
-        if head == GraphFilterHead.name:
-            self.cf_filter_ = self.sparse_head(self.filter_rank, self.filter_alpha).load_state(state, len(self.item_ids_))
-            self.filter_rank_, self.filter_alpha_ = self.cf_filter_.rank, self.cf_filter_.alpha

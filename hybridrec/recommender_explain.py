@@ -6,8 +6,8 @@ the one definition the estimator's scores use):
 
 * the **CF term**: the raw CF score ``s_ui`` z-scored over the user's row of every item
   (``popularity_weight`` x z-scored log-popularity for a user without history);
-* the **GNN term**: ``w_i`` x the z-scored GNN score (``w_i`` = ``gnn_weight``, or
-  ``cold_gnn_weight`` for an item without training interactions).
+* the **GNN term**: ``w_i`` x the z-scored GNN score (``w_i`` = ``gnn_weight_``, the weight
+  chosen at fit, or ``cold_gnn_weight`` for an item without training interactions).
 
 The raw CF score splits exactly over the history: for the dense EASE head ``s_ui = Σ_h B[h, i]``;
 for the sparse head ``s_ui = Σ_h (P̃[h, i] + L[h]·Q[:, i])``. Each history item's share is listed,
@@ -47,8 +47,9 @@ class HybridExplain:
             popularity = zscore_rows(self.item_popularity_.expand(len(history), -1))
             cf_term = torch.where(has_history, zscore_rows(raw), self.popularity_weight * popularity)
         if self.item_embeddings_ is not None:
-            cold_weight = self.cold_gnn_weight if raw is not None else self.gnn_weight
-            weight = torch.where(self.item_popularity_ > 0, self.gnn_weight, cold_weight)
+            warm_weight = getattr(self, "gnn_weight_", self.gnn_weight)
+            cold_weight = self.cold_gnn_weight if raw is not None else warm_weight
+            weight = torch.where(self.item_popularity_ > 0, warm_weight, cold_weight)
             gnn_term = weight * zscore_rows(user_embeddings @ self.item_embeddings_.T)
         return raw, cf_term, gnn_term
 

@@ -7,7 +7,9 @@
   ``rank x {0.5, 1, 2}`` and :data:`FILTER_ALPHAS`, from one fit at the largest rank;
 * :func:`select_block_weights` — the weight of each content block in the cold-item content vector,
   chosen on pseudo-cold items (warm items hidden from the head), so a modality that does not help
-  cold items is turned down.
+  cold items is turned down;
+* :func:`select_gnn_weight` — the GNN's weight in the fused score among ``gnn_weight x``
+  :data:`GNN_WEIGHT_FACTORS` (0: the CF head alone), from both parts fitted without the hold-out.
 
 Each search returns its choice and the score of every trial, so the estimator can keep both.
 """
@@ -15,9 +17,11 @@ Each search returns its choice and the score of every trial, so the estimator ca
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from evaluation.metrics import mean_recall_at_k
 from hybridrec.item_content import ItemContent
@@ -41,7 +45,12 @@ FILTER_TUNING_MAX_ITEMS = 200_000
 FILTER_SCORE_BLOCK = 2000
 #: Candidate weights a tunable block is tried at, after 1.
 BLOCK_WEIGHT_STEPS = (0.5, 0.25, 0.0)
-#: Cut-off of the validation recall both searches maximise.
+#: Candidate factors of the configured GNN weight in the fused score (0: the GNN left out).
+GNN_WEIGHT_FACTORS = (0.0, 0.25, 0.5, 1.0, 2.0)
+#: Catalogs larger than this keep the configured GNN weight (the search refits the CF head on the
+#: hold-out's rest, a second head in memory beside the fitted one).
+GNN_WEIGHT_TUNING_MAX_ITEMS = FILTER_TUNING_MAX_ITEMS
+#: Cut-off of the validation recall the searches maximise.
 VALIDATION_K = 20
 #: Users scored per pseudo-cold fold at most (a seeded sample above it bounds the cost on large logs).
 VALIDATION_MAX_USERS = 10000
@@ -234,3 +243,48 @@ def select_block_weights(head: DenseEASEHead | GraphFilterHead, binary: sp.csr_m
                 best, chosen = score, trial
     logger.info("cold block weights %s (validation recall@%d %.4f over %d hidden items)", chosen, k, best, n_hidden)
     return chosen, trials
+
+
+def select_gnn_weight(parts: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]], train: sp.csr_matrix,
+                      valid: sp.csr_matrix | None, *, weight: float, seed: int) -> tuple[float, dict[float, float] | None]:
+    """The GNN's weight in the fused score ``cf_term + w * gnn_term`` with the best validation recall@20.
+
+    Both parts must come from fits that never saw ``valid`` (the CF head refitted on ``train``,
+    the GNN trained on ``train`` and propagated over its edges only), or the search would favour
+    whichever part memorised the hold-out. At most :data:`VALIDATION_MAX_USERS` seeded validation
+    users are scored, in blocks of :data:`FILTER_SCORE_BLOCK`.
+
+    Args:
+        parts: user rows ``[b]`` -> ``(cf_term, gnn_term)``, each ``[b, n_items]``: the fused score's
+            two terms with the GNN term at weight 1.
+        train, valid: :func:`validation_holdout` of the training interactions.
+        weight: the configured weight (the search tries it times each of :data:`GNN_WEIGHT_FACTORS`).
+        seed: seeds the user sample.
+
+    Returns:
+        ``(weight, trials)``: the choice and ``{weight: recall}``; ``trials`` is None when there
+        was no validation user (the configured weight is kept).
+    """
+    if valid is None or valid.nnz == 0:
+        return float(weight), None
+    users = np.flatnonzero((np.diff(valid.indptr) > 0) & (np.diff(train.indptr) > 0))
+    if len(users) == 0:
+        return float(weight), None
+    if len(users) > VALIDATION_MAX_USERS:
+        users = np.sort(np.random.default_rng(seed).choice(users, VALIDATION_MAX_USERS, replace=False))
+    weights = sorted({float(weight) * factor for factor in GNN_WEIGHT_FACTORS})
+    k = min(VALIDATION_K, train.shape[1])
+    hits = dict.fromkeys(weights, 0.0)
+    for start in range(0, len(users), FILTER_SCORE_BLOCK):
+        block = users[start:start + FILTER_SCORE_BLOCK]
+        cf_term, gnn_term = (part.numpy() for part in parts(block))
+        truth, seen = valid[block].toarray() > 0, train[block].toarray() > 0
+        for trial in weights:
+            scores = cf_term + trial * gnn_term
+            scores[seen] = -np.inf
+            hits[trial] += _recall_at(scores, truth, k) * len(block)
+    results = {trial: total / len(users) for trial, total in hits.items()}
+    best = max(weights, key=lambda trial: (results[trial], trial == weight))
+    logger.info("GNN weight %g in the fused score (validation recall@%d on %d users: %s)", best, k, len(users),
+                {trial: round(recall, 4) for trial, recall in results.items()})
+    return best, results
