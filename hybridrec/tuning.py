@@ -93,6 +93,15 @@ def validation_holdout(binary: sp.csr_matrix, share: float, seed: int) -> tuple[
     return train, valid
 
 
+def scored_users(history: sp.csr_matrix, hidden: sp.csr_matrix, seed: int) -> np.ndarray:
+    """``[u]`` sorted rows of the users with both ``history`` and ``hidden`` interactions, a seeded
+    sample of :data:`VALIDATION_MAX_USERS` of them when there are more (what each search scores)."""
+    users = np.flatnonzero((np.diff(hidden.indptr) > 0) & (np.diff(history.indptr) > 0))
+    if len(users) > VALIDATION_MAX_USERS:
+        users = np.sort(np.random.default_rng(seed).choice(users, VALIDATION_MAX_USERS, replace=False))
+    return users
+
+
 def select_ease_l2(head: DenseEASEHead, train: sp.csr_matrix,
                    valid: sp.csr_matrix | None) -> tuple[float, dict[float, float] | None]:
     """The head's ``l2`` scaled by the factor in :data:`EASE_L2_FACTORS` with the best validation recall@20.
@@ -145,11 +154,9 @@ def select_filter_shape(head: GraphFilterHead, train: sp.csr_matrix, valid: sp.c
     configured = (int(head.rank), float(head.alpha))
     if valid is None or valid.nnz == 0 or train.shape[1] > FILTER_TUNING_MAX_ITEMS:
         return configured, None
-    users = np.flatnonzero((np.diff(valid.indptr) > 0) & (np.diff(train.indptr) > 0))
+    users = scored_users(train, valid, seed)
     if len(users) == 0:
         return configured, None
-    if len(users) > VALIDATION_MAX_USERS:
-        users = np.sort(np.random.default_rng(seed).choice(users, VALIDATION_MAX_USERS, replace=False))
     ranks = sorted({max(1, min(int(round(head.rank * factor)), min(train.shape) - 1)) for factor in FILTER_RANK_FACTORS})
     alphas = sorted({*FILTER_ALPHAS, float(head.alpha)})
     probe = GraphFilterHead(neighbors=head.neighbors, rank=max(ranks), alpha=1.0, seed=head.seed).fit(train)
@@ -220,9 +227,7 @@ def select_block_weights(head: DenseEASEHead | GraphFilterHead, binary: sp.csr_m
         visible = sp.csr_matrix(binary @ sp.diags(mask))
         visible.eliminate_zeros()
         truth = sp.csr_matrix(binary[:, hidden])
-        users = np.flatnonzero((np.diff(truth.indptr) > 0) & (np.diff(visible.indptr) > 0))
-        if len(users) > VALIDATION_MAX_USERS:
-            users = np.sort(np.random.default_rng(seed + fold).choice(users, VALIDATION_MAX_USERS, replace=False))
+        users = scored_users(visible, truth, seed + fold)
         fold_data.append((head.validation_fold(visible), kept, hidden, visible[users], truth[users].toarray() > 0))
     k = min(VALIDATION_K, n_hidden)
 
@@ -267,11 +272,9 @@ def select_gnn_weight(parts: Callable[[np.ndarray], tuple[torch.Tensor, torch.Te
     """
     if valid is None or valid.nnz == 0:
         return float(weight), None
-    users = np.flatnonzero((np.diff(valid.indptr) > 0) & (np.diff(train.indptr) > 0))
+    users = scored_users(train, valid, seed)
     if len(users) == 0:
         return float(weight), None
-    if len(users) > VALIDATION_MAX_USERS:
-        users = np.sort(np.random.default_rng(seed).choice(users, VALIDATION_MAX_USERS, replace=False))
     weights = sorted({float(weight) * factor for factor in GNN_WEIGHT_FACTORS})
     k = min(VALIDATION_K, train.shape[1])
     hits = dict.fromkeys(weights, 0.0)

@@ -47,8 +47,8 @@ import torch.nn.functional as F
 
 from hybridrec.atomic import OutputKind, atomic_path
 from hybridrec.errors import HybridRecError
-from hybridrec.features.colour_names import colour_match, confirmed_colour_names, find_colour_names, named_colour_match
-from hybridrec.features.colour_names import remove_colour_names
+from hybridrec.features.colour_names import (colour_match, confirmed_colour_names, find_colour_names,
+                                             named_colour_match, remove_colour_names)
 from hybridrec.features.content_fusion import MIN_CCA_PAIRS
 from hybridrec.features.cross_modal import CrossModalCCA
 from hybridrec.features.search_texts import confirmed_mask, encode_texts
