@@ -295,12 +295,15 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
             if fit_cf:
                 logger.info("CF head: %s (%d items; cf_head=%r, max_ease_items=%d)", head_name, len(self.item_ids_),
                             self.cf_head, self.max_ease_items)
-                self._fit_cf(binary, content, warm=np.flatnonzero(item_counts > 0), cold=np.flatnonzero(item_counts == 0))
+                self._fit_cf(binary, holdout, content, warm=np.flatnonzero(item_counts > 0),
+                             cold=np.flatnonzero(item_counts == 0))
 
         def gnn() -> None:
             if self.use_gnn:
-                self._fit_gnn(graph, content, binary, options["checkpoint_dir"], options["fresh_checkpoint"])
+                self._fit_gnn(graph, content, binary, holdout, options["checkpoint_dir"], options["fresh_checkpoint"])
 
+        # One validation hold-out (train, valid) for every choice the fit makes (tuning.validation_holdout).
+        holdout = validation_holdout(binary, self.validation_share, self.seed)
         parts = [("cf_head_seconds", cf_head), ("gnn_seconds", gnn)]
         self._held_out_embeddings = None  # set by _fit_gnn for the GNN weight's validation
         for name, fit_part in reversed(parts) if parallel else parts:
@@ -312,7 +315,7 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
         self.__dict__.pop("gnn_weight_trials_", None)
         if fit_cf and self.use_gnn and self.tune_gnn_weight:
             if self._held_out_embeddings is not None:
-                self._select_gnn_weight(binary)
+                self._select_gnn_weight(*holdout)
                 timings["gnn_weight_seconds"] = time.perf_counter() - tick
             else:
                 logger.info("GNN weight: the configured %g kept (no validation hold-out, or more than %d items, where "
@@ -360,19 +363,19 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
         return GraphFilterHead(neighbors=self.filter_neighbors, rank=rank, alpha=alpha, content_l2=self.content_l2,
                                seed=self.seed, progress=self.progress)
 
-    def _fit_cf(self, binary: sp.csr_matrix, content: ItemContent, warm: np.ndarray, cold: np.ndarray) -> None:
+    def _fit_cf(self, binary: sp.csr_matrix, holdout: tuple, content: ItemContent, warm: np.ndarray,
+                cold: np.ndarray) -> None:
         """The CF head: (dense) ridge strength on the validation hold-out, the head, cold columns from content."""
         self.ease_l2_ = float(self.ease_l2)
         dense = self.resolved_cf_head() == DenseEASEHead.name
         if dense and self.tune_ease_l2:
-            self.ease_l2_, trials = select_ease_l2(self.dense_head(), *validation_holdout(binary, self.validation_share,
-                                                                                           self.seed))
+            self.ease_l2_, trials = select_ease_l2(self.dense_head(), *holdout)
             if trials is not None:
                 self.ease_l2_trials_ = trials
         self.filter_rank_, self.filter_alpha_ = int(self.filter_rank), float(self.filter_alpha)
         if not dense and self.tune_filter:
             (self.filter_rank_, self.filter_alpha_), trials = select_filter_shape(
-                self.sparse_head(), *validation_holdout(binary, self.validation_share, self.seed), seed=self.seed)
+                self.sparse_head(), *holdout, seed=self.seed)
             if trials is not None:
                 self.filter_trials_ = trials
         head = (self.dense_head() if dense else self.sparse_head()).fit(binary)
@@ -393,10 +396,9 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
         else:
             self.cf_filter_ = head
 
-    def _select_gnn_weight(self, binary: sp.csr_matrix) -> None:
-        """``gnn_weight_`` on the validation hold-out: the CF head refitted on the rest, the GNN's
-        embeddings propagated over the rest's edges (kept by :meth:`_fit_gnn`)."""
-        train, valid = validation_holdout(binary, self.validation_share, self.seed)
+    def _select_gnn_weight(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> None:
+        """``gnn_weight_`` on the validation hold-out ``valid``: the CF head refitted on ``train``, the
+        GNN's embeddings propagated over ``train``'s edges (kept by :meth:`_fit_gnn`)."""
         dense = self.item_weights_ is not None
         head = (self.dense_head() if dense else self.sparse_head()).fit(train)
         weights = head.item_weights() if dense else None
@@ -411,11 +413,11 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
         if trials is not None:
             self.gnn_weight_trials_ = trials
 
-    def _fit_gnn(self, graph: RecGraph, content: ItemContent, binary: sp.csr_matrix, checkpoint_dir,
+    def _fit_gnn(self, graph: RecGraph, content: ItemContent, binary: sp.csr_matrix, holdout: tuple, checkpoint_dir,
                  fresh_checkpoint: bool = False) -> None:
         """Train the GNN on the graph (validation hold-out for early stopping), then embed every node."""
         n_users, n_items = binary.shape
-        train, valid = validation_holdout(binary, self.validation_share, self.seed)
+        train, valid = holdout
         _, total = graph.attribute_offsets()
         self.num_attribute_nodes_ = total - n_users - n_items
         content_tensors = {name: torch.from_numpy(block) for name, block in content.blocks.items() if name != "attributes"}

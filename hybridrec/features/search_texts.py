@@ -19,8 +19,9 @@ PRODUCT_TEXT_SUFFIX = "_without_colour_names"
 @dataclass(frozen=True)
 class EncodedTexts:
     """The text side of an index for the rows of a table: ``text [c, t, d]``, ``present [c, t]``,
-    ``names`` (per row, its texts' colour names), their ``colours [t, m, 3]``, and for the ``product_rows`` (positions in the table) whose text names
-    a colour, ``product_text [c, r, d]`` / ``product_present [c, r]``."""
+    ``names`` (per row, its texts' colour names), their ``colours [t, m, 3]``, and for the
+    ``product_rows`` (positions in the table) whose text names a colour, ``product_text [c, r, d]``
+    / ``product_present [c, r]``."""
 
     text: np.ndarray
     present: np.ndarray
@@ -32,7 +33,7 @@ class EncodedTexts:
 
 
 def encode_texts(table: pd.DataFrame, text_columns: list[str], encoder: TextEncoder, cache_dir: str | Path,
-                  device: str, progress: bool) -> EncodedTexts:
+                 device: str, progress: bool) -> EncodedTexts:
     """Encode each text column of ``table`` alone, and again without its colour names where it names any
     (cached under the column name + ``PRODUCT_TEXT_SUFFIX``, so neither replaces the other)."""
     from hybridrec.features.feature_cache import encode_items
