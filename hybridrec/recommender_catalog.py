@@ -336,7 +336,7 @@ class HybridCatalog:
             head.left_ = np.vstack([head.left_, np.zeros((n_new, head.left_.shape[1]), np.float32)])
             head.right_ = np.hstack([head.right_, np.zeros((head.right_.shape[0], n_new), np.float32)])
             head.item_degree_ = np.concatenate([head.item_degree_, np.zeros(n_new)])
-            head._coordinates = head._coordinate_moments = head._row_moments = None
+            head.clear_caches()
         if getattr(self, "item_embeddings_", None) is not None:
             dim = self.item_embeddings_.shape[1]
             self.item_embeddings_ = torch.cat([self.item_embeddings_, torch.zeros(n_new, dim)])
@@ -435,7 +435,7 @@ class HybridCatalog:
                                                  self.user_items_, warm, None if normalizers is None else normalizers[0])
             used = (scale,)
             head.right_[:, index] = columns
-            head._coordinates = head._coordinate_moments = head._row_moments = None
+            head.clear_caches()
         if normalizers is None:
             catalog["normalizers"] = [float(v) for v in used]
 

@@ -55,13 +55,10 @@ class HybridExplain:
 
     def history_contributions(self, history_index: np.ndarray, item_index: np.ndarray) -> torch.Tensor:
         """``[n_history, n_items_asked]``: history item ``h``'s share of the raw CF score of each
-        item (dense: ``B[h, i]``; sparse: ``P̃[h, i] + L[h]·Q[:, i]``); columns sum to the raw score."""
+        item (dense: ``B[h, i]``; sparse: :meth:`GraphFilterHead.contributions`); columns sum to the raw score."""
         if self.item_weights_ is not None:
             return self.item_weights_[torch.from_numpy(history_index)][:, torch.from_numpy(item_index)]
-        head = self.cf_filter_
-        linear = np.asarray(head.cooccurrence_[history_index][:, item_index].todense(), dtype=np.float32)
-        low_pass = head.left_[history_index] @ head.right_[:, item_index]
-        return torch.from_numpy(linear + low_pass)
+        return torch.from_numpy(self.cf_filter_.contributions(history_index, item_index))
 
     def explain(self, user_id, item_ids: Iterable, k: int = 5) -> pd.DataFrame:
         """The reasons for items ``item_ids`` of one known user, as a long table.

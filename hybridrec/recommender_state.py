@@ -42,8 +42,9 @@ class HybridState:
             expected.update(filter_indptr=(None,), filter_indices=(None,), filter_values=(None,),
                             filter_left=("items", None), filter_right=(None, "items"), filter_singular_values=(None,),
                             filter_item_degree=("items",))
-            if "filter_alpha" in state:  # saved since the low-pass weight is chosen on validation
-                expected["filter_alpha"] = (1,)
+            for name in ("filter_alpha", "filter_sharpen"):  # saved since chosen on validation
+                if name in state:
+                    expected[name] = (1,)
         if "gnn_weight" in state:  # saved since the GNN's weight is chosen on validation
             expected["gnn_weight"] = (1,)
         if self.use_gnn:
@@ -55,5 +56,6 @@ class HybridState:
         self.gnn_weight_ = float(state["gnn_weight"][0]) if "gnn_weight" in state else float(self.gnn_weight)
         self.cf_filter_ = None
         if head == GraphFilterHead.name:
-            self.cf_filter_ = self.sparse_head(self.filter_rank, self.filter_alpha).load_state(state, len(self.item_ids_))
+            self.cf_filter_ = self.sparse_head().load_state(state, len(self.item_ids_))
             self.filter_rank_, self.filter_alpha_ = self.cf_filter_.rank, self.cf_filter_.alpha
+            self.filter_sharpen_ = self.cf_filter_.sharpen

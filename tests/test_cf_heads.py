@@ -115,6 +115,24 @@ def test_sparse_head_is_seeded():
     assert np.array_equal(first.left_, second.left_) and np.array_equal(first.right_, second.right_)
 
 
+def test_sharpened_scores_are_the_blurred_scores_times_one_minus_beta_p(positives):
+    train, _ = positives
+    rows = train[:50]
+    blurred = GraphFilterHead(neighbors=64, rank=32, alpha=0.5).fit(train)
+    sharpened = GraphFilterHead(neighbors=64, rank=32, alpha=0.5, sharpen=0.7).fit(train)
+    matrix = sharpened.cooccurrence_.toarray().astype(np.float64)
+    expected = blurred.score(rows).numpy().astype(np.float64) @ (np.eye(len(matrix)) - 0.7 * matrix)
+    np.testing.assert_allclose(sharpened.score(rows).numpy(), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    # Per history item shares of a user's score sum to it (what explain() reports).
+    history, asked = rows[3].indices, np.arange(0, train.shape[1], 7)
+    shares = sharpened.contributions(history, asked)
+    np.testing.assert_allclose(shares.sum(0), sharpened.score(rows[3]).numpy()[0, asked], rtol=1e-4, atol=1e-5)
+    # Sharpening changes the ranking, not only the scale.
+    assert not np.array_equal(np.argsort(-expected, 1)[:, :20], np.argsort(-blurred.score(rows).numpy(), 1)[:, :20])
+    with pytest.raises(HybridRecError, match="sharpen"):
+        GraphFilterHead(sharpen=-0.1)
+
+
 @pytest.mark.parametrize(("cf_head", "max_ease_items", "expected"), [
     ("auto", 20000, "dense_ease"), ("auto", 1000, "sparse_graph_filter"),
     ("dense", 1000, "dense_ease"), ("sparse", 20000, "sparse_graph_filter")])
@@ -192,6 +210,8 @@ def test_sparse_head_model_round_trips(sparse_fitted, tmp_path):
     users = model.user_ids_.ids[:20]
     loaded = HybridRecommender.load(model.save(tmp_path / "model"))
     assert loaded.resolved_cf_head() == "sparse_graph_filter"
+    assert (loaded.filter_rank_, loaded.filter_alpha_, loaded.filter_sharpen_) == (
+        model.filter_rank_, model.filter_alpha_, model.filter_sharpen_)
     assert model.recommend(users, k=10).equals(loaded.recommend(users, k=10))
     items = model.item_ids_.ids[:10]
     assert model.similar_items(items, k=5).equals(loaded.similar_items(items, k=5))

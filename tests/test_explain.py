@@ -1,5 +1,6 @@
 """model.explain on MovieLens-100K: the history contributions add up to the raw CF score (dense
-EASE: sum of B[h, i]; sparse head: P̃[h, i] + L[h]·Q[:, i]), CF term + GNN term = the fused score."""
+EASE: sum of B[h, i]; sparse head, sharpened: P̃[h, i] - β (P̃P̃)[h, i] + L[h]·Q(I - βP̃)[:, i]), CF term +
+GNN term = the fused score."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ FAST = {"tune_ease_l2": False, "tune_block_weights": False, "progress": False, "
 @pytest.fixture(scope="module", params=["dense", "sparse"])
 def fitted(request, movielens):
     interactions = movielens.interactions.loc[movielens.interactions["rating"] >= 4]
-    model = HybridRecommender(cf_head=request.param, filter_rank=32, filter_neighbors=32, **FAST)
+    # The sparse head with a fixed sharpening step, so its contributions are checked sharpened.
+    model = HybridRecommender(cf_head=request.param, filter_rank=32, filter_neighbors=32, filter_sharpen=0.5,
+                              tune_filter=False, **FAST)
     return model.fit(interactions, items=movielens.items, **FIT), movielens
 
 
@@ -32,7 +35,8 @@ def test_contributions_add_up_to_the_raw_cf_score(fitted):
     item_index = model.item_ids_.to_index(top["item_id"].to_numpy())
     if model.item_weights_ is not None:      # EASE: raw = sum over history of B[h, i]
         expected_raw = model.item_weights_[torch.from_numpy(history_index)].sum(0)[item_index].double().numpy()
-    else:                                    # sparse: r P̃ + (r L) Q
+    else:                                    # sparse: r P̃ (I - βP̃) + (r L) Q (I - βP̃)
+        assert model.cf_filter_.sharpen == 0.5
         expected_raw = model.cf_filter_.score(history)[0, item_index].double().numpy()
     for position, item in enumerate(top["item_id"]):
         rows = table.loc[table["item_id"] == item].set_index("reason")
