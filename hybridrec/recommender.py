@@ -112,8 +112,7 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
             is logged and kept in ``fit_summary_``.
         max_ease_items: the largest catalog ``cf_head="auto"`` fits the dense EASE head for.
         filter_neighbors, filter_rank, filter_alpha, filter_sharpen: the sparse head's co-occurrence
-            entries kept per item, low-pass rank, low-pass weight and sharpening step.
-            ``filter_sharpen`` (β of ``s (I - β P̃)``, 0: none) is not searched (see benchmarks/README).
+            entries kept per item, low-pass rank, low-pass weight and β of ``s (I - β P̃)`` (not searched).
         tune_filter: choose the sparse head's rank among ``filter_rank x {0.5, 1, 2}`` and weight among
             ``{0.1, 0.3, 0.5, 1, filter_alpha}`` by validation recall@20 (up to 200,000 items;
             :func:`hybridrec.tuning.select_filter_shape`), kept as ``filter_rank_`` / ``filter_alpha_``.
