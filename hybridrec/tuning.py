@@ -162,43 +162,39 @@ def select_filter_shape(head: GraphFilterHead, train: sp.csr_matrix, valid: sp.c
     probe = GraphFilterHead(neighbors=head.neighbors, rank=max(ranks), alpha=1.0, seed=head.seed).fit(train)
     ranks = [rank for rank in ranks if rank <= probe.left_.shape[1]]
     k = min(VALIDATION_K, train.shape[1])
-    sharpen = float(head.sharpen)
-    hits = _filter_trial_hits(probe, train, valid, users, [(rank, alpha, sharpen) for rank in ranks for alpha in alphas], k)
-    results = {f"rank={rank}, alpha={alpha:g}": total / len(users) for (rank, alpha, _), total in hits.items()}
+    hits = _filter_trial_hits(probe, train, valid, users, ranks, alphas, float(head.sharpen), k)
+    results = {f"rank={rank}, alpha={alpha:g}": total / len(users) for (rank, alpha), total in hits.items()}
     best = max(hits, key=hits.get)
     logger.info("sparse head rank %d, alpha %g (validation recall@%d %.4f on %d users; configured %s: %.4f)",
                 best[0], best[1], k, hits[best] / len(users), len(users), configured,
-                hits.get((*configured, sharpen), float("nan")) / len(users))
+                hits.get(configured, float("nan")) / len(users))
     return (int(best[0]), float(best[1])), results
 
 
 def _filter_trial_hits(probe: GraphFilterHead, train: sp.csr_matrix, valid: sp.csr_matrix, users: np.ndarray,
-                       trials: list[tuple[int, float, float]], k: int) -> dict[tuple[int, float, float], float]:
-    """``{(rank, alpha, sharpen): recall@k summed over users}`` of the probe (fitted at alpha 1 and
-    the largest rank) at each trial: ``(r P̃ - β r P̃ P̃) + α (r L_rank)(Q_rank - β Q_rank P̃)``."""
-    hits = dict.fromkeys(trials, 0.0)
-    sharpened = any(sharpen for _, _, sharpen in trials)
-    ranks = sorted({rank for rank, _, _ in trials})
-    if sharpened:
-        right_by_matrix = torch.from_numpy(np.ascontiguousarray(probe.filtered_right()))    # Q P̃
+                       ranks: list[int], alphas: list[float], sharpen: float, k: int) -> dict[tuple[int, float], float]:
+    """``{(rank, alpha): recall@k summed over users}`` of the probe (fitted at alpha 1 and the
+    largest rank) at each pair, sharpened by ``sharpen`` (β):
+    ``(r P̃ - β r P̃ P̃) + α (r L_rank)(Q_rank - β Q_rank P̃)``."""
+    hits = {(rank, alpha): 0.0 for rank in ranks for alpha in alphas}
     right = torch.from_numpy(probe.right_)
+    right_by_matrix = torch.from_numpy(np.ascontiguousarray(probe.filtered_right())) if sharpen else None  # Q P̃
     for start in range(0, len(users), FILTER_SCORE_BLOCK):
         block = users[start:start + FILTER_SCORE_BLOCK]
         history, truth = train[block], torch.from_numpy(valid[block].toarray() > 0)
         linear_sparse = history @ probe.cooccurrence_
         linear = torch.from_numpy(linear_sparse.toarray())
-        linear_twice = torch.from_numpy((linear_sparse @ probe.cooccurrence_).toarray()) if sharpened else None
         projected = torch.from_numpy(np.asarray(history @ probe.left_))                 # [b, max rank]
+        if sharpen:
+            linear = linear - sharpen * torch.from_numpy((linear_sparse @ probe.cooccurrence_).toarray())
         seen = torch.from_numpy(history.toarray() > 0)
         for rank in ranks:
             low_pass = projected[:, :rank] @ right[:rank]                                 # alpha 1
-            low_pass_twice = projected[:, :rank] @ right_by_matrix[:rank] if sharpened else None
-            for trial in (trial for trial in trials if trial[0] == rank):
-                _, alpha, sharpen = trial
-                scores = linear + alpha * low_pass
-                if sharpen:
-                    scores = scores - sharpen * (linear_twice + alpha * low_pass_twice)
-                hits[trial] += _recall_at(scores.masked_fill(seen, -torch.inf), truth, k) * len(block)
+            if sharpen:
+                low_pass = low_pass - sharpen * (projected[:, :rank] @ right_by_matrix[:rank])
+            for alpha in alphas:
+                scores = (linear + alpha * low_pass).masked_fill(seen, -torch.inf)
+                hits[(rank, alpha)] += _recall_at(scores, truth, k) * len(block)
     return hits
 
 

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from evaluation.metrics import mean_recall_at_k
 from hybridrec.models.graph_filter import GraphFilterHead
-from hybridrec.tuning import FILTER_ALPHAS, FILTER_RANK_FACTORS, select_filter_shape, validation_holdout
+from hybridrec.tuning import FILTER_ALPHAS, FILTER_RANK_FACTORS, scored_users, select_filter_shape, validation_holdout
 
 
 def _test_recall(head: GraphFilterHead, train: sp.csr_matrix, test: sp.csr_matrix) -> float:
@@ -37,3 +37,19 @@ def test_no_validation_or_a_huge_catalog_keeps_the_configured_shape(positives, m
     assert select_filter_shape(head, train, None, seed=0) == ((64, 0.3), None)
     monkeypatch.setattr("hybridrec.tuning.FILTER_TUNING_MAX_ITEMS", train.shape[1] - 1)
     assert select_filter_shape(head, *validation_holdout(train, 0.1, 0), seed=0) == ((64, 0.3), None)
+
+
+def test_the_search_scores_its_trials_at_the_configured_sharpening(positives):
+    train, _ = positives
+    fit_part, valid = validation_holdout(train, 0.1, 0)
+    _, sharpened = select_filter_shape(GraphFilterHead(rank=64, alpha=0.3, sharpen=0.5), fit_part, valid, seed=0)
+    _, blurred = select_filter_shape(GraphFilterHead(rank=64, alpha=0.3), fit_part, valid, seed=0)
+    assert sharpened.keys() == blurred.keys()
+    assert max(abs(sharpened[key] - blurred[key]) for key in sharpened) > 0.005
+    # The largest rank is the probe's own: a head fitted there scores the same lists.
+    users = scored_users(fit_part, valid, 0)
+    head = GraphFilterHead(rank=128, alpha=0.5, sharpen=0.5).fit(fit_part)
+    scores = head.score(fit_part[users]).numpy()
+    scores[fit_part[users].toarray() > 0] = -np.inf
+    direct = mean_recall_at_k(scores, valid[users].toarray() > 0, 20, denominator="capped")
+    assert sharpened["rank=128, alpha=0.5"] == pytest.approx(direct, abs=2e-3)
