@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import resource
@@ -364,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             parser.error(f"--export-part takes ITEMS:N pairs, got {args.export_part}")
     if args.one:
+        # The child's progress (the library's INFO log: heads, epochs, searches) goes to its stderr file.
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         log_dir = Path(args.log_dir)
         if args.one == "read":
             emit(run_read(log_dir))
