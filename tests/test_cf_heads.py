@@ -109,6 +109,16 @@ def test_sparse_head_is_close_to_dense_ease_in_far_less_memory(positives):
     assert sparse_bytes < dense_weights.nbytes / 3, (sparse_bytes, dense_weights.nbytes)
 
 
+@pytest.mark.parametrize("sharpen", [0.0, 0.7])
+def test_scores_of_some_columns_are_those_columns_of_the_full_scores(positives, sharpen):
+    train, _ = positives
+    head = GraphFilterHead(neighbors=64, rank=32, sharpen=sharpen).fit(train)
+    rows, asked = train[:40], np.random.default_rng(0).choice(train.shape[1], 300, replace=False)
+    some = head.score(rows, items=asked).numpy()
+    assert some.shape == (40, 300)
+    np.testing.assert_allclose(some, head.score(rows).numpy()[:, asked], rtol=1e-5, atol=1e-6)
+
+
 def test_sparse_head_is_seeded():
     matrix = sp.random(300, 200, density=0.05, random_state=0, format="csr")
     first, second = GraphFilterHead(rank=16, seed=3).fit(matrix), GraphFilterHead(rank=16, seed=3).fit(matrix)

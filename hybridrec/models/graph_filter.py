@@ -202,15 +202,18 @@ class GraphFilterHead:
             raise HybridRecError("GraphFilterHead is not fitted: call fit() first")
 
     # -- scoring ---------------------------------------------------------------------------------
-    def score(self, history: Tensor | sp.spmatrix) -> Tensor:
-        """Scores ``[b, n_items]`` of binary histories ``[b, n_items]`` (a dense tensor or a sparse matrix)."""
+    def score(self, history: Tensor | sp.spmatrix, items: np.ndarray | None = None) -> Tensor:
+        """Scores ``[b, n_items]`` of binary histories ``[b, n_items]`` (a dense tensor or a sparse
+        matrix); with ``items`` ``[m]``, those columns only, ``[b, m]``, never the whole catalog's
+        (``P̃`` is symmetric, so its columns are the rows ``P̃[items]``)."""
         self._check_fitted()
         rows = sp.csr_matrix(history.numpy() if isinstance(history, Tensor) else history, dtype=np.float32)
-        linear = rows @ self.cooccurrence_                                             # sparse [b, n_items]
-        scores = linear.toarray()
+        columns = self.cooccurrence_ if items is None else self.cooccurrence_[np.asarray(items, dtype=np.int64)].T
+        scores = (rows @ columns).toarray()                                            # [b, m]
         if self.sharpen:
-            scores -= self.sharpen * (linear @ self.cooccurrence_).toarray()
-        scores += np.asarray(rows @ self.left_) @ self.sharpened_right()
+            scores -= self.sharpen * ((rows @ self.cooccurrence_) @ columns).toarray()
+        right = self.sharpened_right() if items is None else self.sharpened_right()[:, items]
+        scores += np.asarray(rows @ self.left_) @ right
         return torch.from_numpy(scores)
 
     def sharpened_right(self) -> np.ndarray:
@@ -344,14 +347,24 @@ class GraphFilterHead:
         return torch.from_numpy(self.coordinates())
 
     # -- cold items ------------------------------------------------------------------------------
+    #: Items per block when :meth:`column_coordinates` solves for the columns (bounds a
+    #: ``[rank, block]`` float64 temporary).
+    COLUMN_BLOCK = 16384
+
     def column_coordinates(self) -> np.ndarray:
         """``[rank, n_items]`` least-squares coordinates of each item's full column ``P̃ e_j + L Q e_j``
         in the basis ``L``: the targets the content map learns for cold items."""
         left = self.left_.astype(np.float64)
         projected = (self.cooccurrence_.T @ left).T                    # Lᵀ P̃  [rank, n_items]
         gram = left.T @ left
+        del left
         gram[np.diag_indices_from(gram)] += 1e-8 * max(float(np.trace(gram)) / len(gram), 1e-12)
-        return np.linalg.solve(gram, projected) + self.right_.astype(np.float64)
+        # In blocks of columns, so no [rank, n_items] temporary beyond the result and Lᵀ P̃.
+        coordinates = np.empty(projected.shape)
+        for start in range(0, projected.shape[1], self.COLUMN_BLOCK):
+            block = slice(start, start + self.COLUMN_BLOCK)
+            coordinates[:, block] = np.linalg.solve(gram, projected[:, block]) + self.right_[:, block]
+        return coordinates
 
     def predict_cold_columns(self, user_items: sp.spmatrix, content: ItemContent, warm: np.ndarray,
                              cold: np.ndarray, block_weights: dict, targets: np.ndarray | None = None) -> np.ndarray:
@@ -386,7 +399,7 @@ class GraphFilterHead:
             projected = np.asarray(history @ self.left_)                                # [s, rank]
             warm_sample = warm[np.random.default_rng(self.seed + 1).choice(len(warm), min(4096, len(warm)),
                                                                            replace=False)]
-            warm_scores = self.score(history)[:, torch.from_numpy(warm_sample)].numpy()
+            warm_scores = self.score(history, items=warm_sample).numpy()
             cold_scores = projected @ predicted
             scale = float(np.std(warm_scores)) / max(float(np.std(cold_scores)), 1e-12)
         return predicted * scale, scale
