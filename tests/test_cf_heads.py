@@ -287,3 +287,13 @@ def test_model_candidates_are_the_strongest_co_occurring_items_up_to_neighbors(s
                                             np.maximum(every[:, head.neighbors:], 0).ravel()])
     dropped = np.where(every[:, head.neighbors:] >= 0, dropped.reshape(len(query), -1), -np.inf)
     assert (np.where(valid, strengths, np.inf).min(axis=1) >= dropped.max(axis=1)).all()
+
+
+def test_model_candidates_do_not_depend_on_how_the_rows_are_chunked(sparse_fitted, monkeypatch):
+    head = sparse_fitted[0].cf_filter_
+    query = np.concatenate([np.argsort(-head.item_degree_)[:30], np.arange(0, len(head.item_degree_), 50)])
+    whole = head.neighbors_of(query, limit=head.neighbors)
+    longest = int(np.diff(head.cooccurrence_.indptr)[query].max())
+    monkeypatch.setattr(GraphFilterHead, "NEIGHBOR_ENTRIES_PER_CHUNK", longest // 2)  # some rows alone, over it
+    np.testing.assert_array_equal(head.neighbors_of(query, limit=head.neighbors), whole)
+    np.testing.assert_array_equal(head.neighbors_of(query)[:, :head.neighbors], whole)

@@ -326,20 +326,34 @@ class GraphFilterHead:
             cached = self._row_moments = (sparse_sum, sparse_square, cross)
         return cached
 
+    #: Sparse-row entries :meth:`neighbors_of` sorts at once, at most (a popular item's symmetrised
+    #: row can hold a large share of the catalog).
+    NEIGHBOR_ENTRIES_PER_CHUNK = 1 << 24
+
     def neighbors_of(self, item_index: np.ndarray, limit: int | None = None) -> np.ndarray:
         """``[b, m]`` the items each query co-occurs with in ``P̃`` (``-1`` padded), strongest first;
         at most ``limit`` per query (``None``: all; symmetrising makes a popular item's row far
-        longer than ``neighbors``)."""
+        longer than ``neighbors``). The rows are gathered and sorted in chunks of queries holding
+        at most :data:`NEIGHBOR_ENTRIES_PER_CHUNK` entries together (a single longer row alone)."""
         self._check_fitted()
-        rows = self.cooccurrence_[np.asarray(item_index, dtype=np.int64)]
-        counts = np.diff(rows.indptr)
-        width = int(counts.max(initial=0)) if limit is None else min(int(counts.max(initial=0)), int(limit))
-        out = np.full((len(counts), max(width, 1)), -1, dtype=np.int64)
-        entry_row = np.repeat(np.arange(len(counts)), counts)
-        order = np.lexsort((-rows.data, entry_row))
-        rank = np.arange(len(order)) - np.repeat(rows.indptr[:-1], counts)
-        kept = rank < out.shape[1]
-        out[entry_row[order][kept], rank[kept]] = rows.indices[order][kept]
+        item_index = np.asarray(item_index, dtype=np.int64)
+        lengths = np.diff(self.cooccurrence_.indptr)[item_index]
+        longest = int(lengths.max(initial=0))
+        out = np.full((len(item_index), max(longest if limit is None else min(longest, int(limit)), 1)), -1,
+                      dtype=np.int64)
+        cumulative = np.concatenate([[0], np.cumsum(lengths)])
+        start = 0
+        while start < len(item_index):
+            stop = int(np.searchsorted(cumulative, cumulative[start] + self.NEIGHBOR_ENTRIES_PER_CHUNK, side="right")) - 1
+            stop = max(stop, start + 1)
+            rows = self.cooccurrence_[item_index[start:stop]]
+            counts = np.diff(rows.indptr)
+            entry_row = np.repeat(np.arange(len(counts)), counts)
+            order = np.lexsort((-rows.data, entry_row))
+            rank = np.arange(len(order)) - np.repeat(rows.indptr[:-1], counts)
+            kept = rank < out.shape[1]
+            out[start + entry_row[order][kept], rank[kept]] = rows.indices[order][kept]
+            start = stop
         return out
 
     def item_vectors(self) -> Tensor:
