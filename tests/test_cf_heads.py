@@ -119,6 +119,19 @@ def test_scores_of_some_columns_are_those_columns_of_the_full_scores(positives, 
     np.testing.assert_allclose(some, head.score(rows).numpy()[:, asked], rtol=1e-5, atol=1e-6)
 
 
+def test_row_moments_in_blocks_are_those_of_the_dense_item_item_rows(positives, monkeypatch):
+    train, _ = positives
+    head = GraphFilterHead(neighbors=64, rank=32, alpha=0.5).fit(train)
+    monkeypatch.setattr(GraphFilterHead, "ROW_MOMENT_BLOCK", 100)              # 17 blocks, the last partial
+    sparse_sum, sparse_square, cross = head.row_moments()
+    dense = head.cooccurrence_.toarray().astype(np.float64)                    # [n_items, n_items]
+    coordinates = head.coordinates().astype(np.float64)                        # [n_items, rank]
+    np.testing.assert_allclose(sparse_sum, dense.sum(1), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sparse_square, (dense ** 2).sum(1), rtol=1e-9, atol=1e-12)
+    expected_cross = 0.5 * np.einsum("ij,ij->i", dense @ coordinates, coordinates)
+    np.testing.assert_allclose(cross, expected_cross, rtol=1e-4, atol=1e-6 * np.abs(expected_cross).max())
+
+
 def test_sparse_head_is_seeded():
     matrix = sp.random(300, 200, density=0.05, random_state=0, format="csr")
     first, second = GraphFilterHead(rank=16, seed=3).fit(matrix), GraphFilterHead(rank=16, seed=3).fit(matrix)

@@ -308,21 +308,24 @@ class GraphFilterHead:
         """Per item ``q`` (each ``[n_items]`` float64, cached): the sum and the sum of squares of its
         sparse row ``s = P̃[q]``, and its cross term with the low-pass row,
         ``sum_j s_j * alpha * Z_q · Z_j = alpha * Z_q · (P̃ Z)_q``, computed once in blocks of rows so
-        :meth:`similarity_pairs` never gathers a query's whole sparse row."""
+        :meth:`similarity_pairs` never gathers a query's whole sparse row, and no temporary spans all
+        of ``P̃``'s entries (a float64 copy of them was 8 bytes per entry: 2-4 GB each at 10^6 items)."""
         self._check_fitted()
         cached = getattr(self, "_row_moments", None)
         if cached is None:
             matrix = self.cooccurrence_
-            entries = matrix.data.astype(np.float64)
-            rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
-            sparse_sum = np.bincount(rows, weights=entries, minlength=matrix.shape[0])
-            sparse_square = np.bincount(rows, weights=entries ** 2, minlength=matrix.shape[0])
-            coordinates = self.coordinates().astype(np.float64)
-            cross = np.empty(matrix.shape[0])
+            coordinates = self.coordinates()
+            sparse_sum, sparse_square, cross = (np.empty(matrix.shape[0]) for _ in range(3))
             for start in range(0, matrix.shape[0], self.ROW_MOMENT_BLOCK):
                 stop = min(start + self.ROW_MOMENT_BLOCK, matrix.shape[0])
-                product = matrix[start:stop].astype(np.float64) @ coordinates                  # [block, rank]
-                cross[start:stop] = self.alpha * np.einsum("ij,ij->i", product, coordinates[start:stop])
+                block = matrix[start:stop]                                                     # [block, n_items]
+                entries = block.data.astype(np.float64)
+                rows = np.repeat(np.arange(stop - start), np.diff(block.indptr))
+                sparse_sum[start:stop] = np.bincount(rows, weights=entries, minlength=stop - start)
+                sparse_square[start:stop] = np.bincount(rows, weights=entries ** 2, minlength=stop - start)
+                product = np.asarray(block @ coordinates, dtype=np.float64)                    # [block, rank]
+                cross[start:stop] = self.alpha * np.einsum("ij,ij->i", product,
+                                                           coordinates[start:stop].astype(np.float64))
             cached = self._row_moments = (sparse_sum, sparse_square, cross)
         return cached
 
