@@ -17,7 +17,8 @@ from evaluation.splitters import SplitConfig, make_split
 from hybridrec import HybridRecommender
 from hybridrec.errors import HybridRecError
 from hybridrec.models import ease
-from hybridrec.models.graph_filter import GraphFilterHead, cooccurrence_blocks, normalized_interactions, pruned_cooccurrence
+from hybridrec.models.cooccurrence import cooccurrence_blocks, normalized_interactions, pruned_cooccurrence
+from hybridrec.models.graph_filter import GraphFilterHead
 
 
 def test_recall(scores: np.ndarray, train: sp.csr_matrix, test: sp.csr_matrix) -> float:
@@ -69,7 +70,7 @@ def test_pruned_cooccurrence_keeps_the_strongest_entries_and_is_symmetric(positi
     train, _ = positives
     normalized, _ = normalized_interactions(train)
     full = (normalized.T @ normalized).toarray()
-    monkeypatch.setattr("hybridrec.models.graph_filter.GRAM_BLOCK_ITEMS", 300)  # several blocks
+    monkeypatch.setattr("hybridrec.models.cooccurrence.GRAM_BLOCK_ITEMS", 300)  # several blocks
     pruned = pruned_cooccurrence(normalized, neighbors=20)
     assert (pruned != pruned.T).nnz == 0
     dense = pruned.toarray()
@@ -84,7 +85,7 @@ def test_cooccurrence_blocks_bound_their_entries_and_do_not_change_the_result(po
     train, _ = positives
     normalized, _ = normalized_interactions(train)
     reference = pruned_cooccurrence(normalized, neighbors=20)
-    monkeypatch.setattr("hybridrec.models.graph_filter.GRAM_BLOCK_ENTRIES", 40_000)
+    monkeypatch.setattr("hybridrec.models.cooccurrence.GRAM_BLOCK_ENTRIES", 40_000)
     blocks = cooccurrence_blocks(normalized)
     assert blocks[0][0] == 0 and blocks[-1][1] == train.shape[1]
     assert all(left[1] == right[0] for left, right in zip(blocks, blocks[1:]))
