@@ -111,11 +111,13 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
             rank))``) or ``"auto"``: dense up to ``max_ease_items`` items, sparse above. The choice
             is logged and kept in ``fit_summary_``.
         max_ease_items: the largest catalog ``cf_head="auto"`` fits the dense EASE head for.
-        filter_neighbors, filter_rank, filter_alpha, filter_sharpen: the sparse head's co-occurrence
-            entries kept per item, low-pass rank, low-pass weight and β of ``s (I - β P̃)`` (not searched).
+        filter_neighbors, filter_rank, filter_alpha, filter_sharpen, filter_tilt: the sparse head's
+            co-occurrence entries kept per item, low-pass rank, low-pass weight, β of ``s (I - β P̃)``
+            (not searched) and γ of the popularity tilt ``s_j max(d_j, 1)^γ`` of users' scores.
         tune_filter: choose the sparse head's rank among ``filter_rank x {0.5, 1, 2}`` and weight among
-            ``{0.1, 0.3, 0.5, 1, filter_alpha}`` by validation recall@20 (up to 200,000 items;
-            :func:`hybridrec.tuning.select_filter_shape`), kept as ``filter_rank_`` / ``filter_alpha_``.
+            ``{0.1, 0.3, 0.5, 1, filter_alpha}``, then its tilt among ``{0, 0.05, 0.1, 0.2, filter_tilt}``,
+            by validation recall@20 (up to 200,000 items; :func:`hybridrec.tuning.select_filter_shape`),
+            kept as ``filter_rank_`` / ``filter_alpha_`` / ``filter_tilt_``.
         negatives, num_negatives, full_softmax_max_items, training_mode, full_graph_max_edges,
             num_neighbors, max_trained_interactions: how the GNN trains on large catalogs and graphs (see
             :class:`training.config.TrainConfig`).
@@ -136,7 +138,8 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
                  training_mode: str = "auto", full_graph_max_edges: int = 20_000_000,
                  num_neighbors: list[int] | None = None, max_trained_interactions: int | None = 10_000_000,
                  cf_head: str = "auto", filter_neighbors: int = 256, filter_rank: int = 256,
-                 filter_alpha: float = 0.3, filter_sharpen: float = 0.0, tune_filter: bool = True,
+                 filter_alpha: float = 0.3, filter_sharpen: float = 0.0, filter_tilt: float = 0.0,
+                 tune_filter: bool = True,
                  ease_l2: float = 250.0, tune_ease_l2: bool = True, ease_item_power: float = 0.25,
                  ease_user_power: float = 0.25,
                  content_l2: float = 10.0, content_target_l2_factor: float = 0.125,
@@ -159,7 +162,7 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
         self.training_mode, self.full_graph_max_edges = training_mode, full_graph_max_edges
         self.num_neighbors, self.max_trained_interactions, self.cf_head = num_neighbors, max_trained_interactions, cf_head
         self.filter_neighbors, self.filter_rank, self.filter_alpha = filter_neighbors, filter_rank, filter_alpha
-        self.filter_sharpen, self.tune_filter = filter_sharpen, tune_filter
+        self.filter_sharpen, self.filter_tilt, self.tune_filter = filter_sharpen, filter_tilt, tune_filter
         self.ease_l2, self.ease_item_power, self.ease_user_power = ease_l2, ease_item_power, ease_user_power
         self.content_l2, self.content_direct_l2, self.attribute_weight = content_l2, content_direct_l2, attribute_weight
         self.block_weights, self.gnn_weight, self.popularity_weight = block_weights, gnn_weight, popularity_weight
@@ -178,9 +181,11 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
             raise HybridRecError("HybridRecommender needs at least one of use_cf / use_gnn")
         if self.cf_head not in CF_HEADS:
             raise HybridRecError(f"cf_head must be one of {CF_HEADS}, got {self.cf_head!r}")
-        if self.filter_neighbors < 1 or self.filter_rank < 1 or not self.filter_sharpen >= 0:
-            raise HybridRecError(f"filter_neighbors and filter_rank must be >= 1 and filter_sharpen >= 0, got "
-                                 f"{self.filter_neighbors}, {self.filter_rank}, {self.filter_sharpen}")
+        if (self.filter_neighbors < 1 or self.filter_rank < 1 or not self.filter_sharpen >= 0
+                or not np.isfinite(self.filter_tilt)):
+            raise HybridRecError(f"filter_neighbors and filter_rank must be >= 1, filter_sharpen >= 0 and filter_tilt "
+                                 f"finite, got {self.filter_neighbors}, {self.filter_rank}, {self.filter_sharpen}, "
+                                 f"{self.filter_tilt}")
         if self.block_validation_folds < 1:
             raise HybridRecError(f"block_validation_folds must be >= 1, got {self.block_validation_folds}")
         self.train_config()  # TrainConfig checks the GNN training parameters, naming each
@@ -330,7 +335,7 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
                              **{k: round(v, 2) for k, v in timings.items()}}
         if self.use_cf and head_name == GraphFilterHead.name:
             self.fit_summary_.update(filter_rank=self.filter_rank_, filter_alpha=self.filter_alpha_,
-                                     filter_sharpen=self.filter_sharpen_)
+                                     filter_sharpen=self.filter_sharpen_, filter_tilt=self.filter_tilt_)
         if self.use_cf and self.use_gnn:
             self.fit_summary_["gnn_weight"] = self.gnn_weight_
         if result is not None:
@@ -360,6 +365,7 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
         return GraphFilterHead(neighbors=self.filter_neighbors, rank=getattr(self, "filter_rank_", self.filter_rank),
                                alpha=getattr(self, "filter_alpha_", self.filter_alpha),
                                sharpen=getattr(self, "filter_sharpen_", self.filter_sharpen),
+                               tilt=getattr(self, "filter_tilt_", self.filter_tilt),
                                content_l2=self.content_l2, seed=self.seed, progress=self.progress)
 
     def _fit_cf(self, binary: sp.csr_matrix, holdout: tuple, content: ItemContent, warm: np.ndarray,
@@ -371,10 +377,10 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
             self.ease_l2_, trials = select_ease_l2(self.dense_head(), *holdout)
             if trials is not None:
                 self.ease_l2_trials_ = trials
-        self.filter_rank_, self.filter_alpha_, self.filter_sharpen_ = (int(self.filter_rank), float(self.filter_alpha),
-                                                                       float(self.filter_sharpen))
+        self.filter_rank_, self.filter_alpha_ = int(self.filter_rank), float(self.filter_alpha)
+        self.filter_sharpen_, self.filter_tilt_ = float(self.filter_sharpen), float(self.filter_tilt)
         if not dense and self.tune_filter:
-            (self.filter_rank_, self.filter_alpha_), trials = select_filter_shape(
+            (self.filter_rank_, self.filter_alpha_, self.filter_tilt_), trials = select_filter_shape(
                 self.sparse_head(), *holdout, seed=self.seed)
             if trials is not None:
                 self.filter_trials_ = trials

@@ -42,7 +42,7 @@ class HybridState:
             expected.update(filter_indptr=(None,), filter_indices=(None,), filter_values=(None,),
                             filter_left=("items", None), filter_right=(None, "items"), filter_singular_values=(None,),
                             filter_item_degree=("items",))
-            for name in ("filter_alpha", "filter_sharpen"):  # saved since chosen on validation
+            for name in ("filter_alpha", "filter_sharpen", "filter_tilt"):  # saved since chosen on validation
                 if name in state:
                     expected[name] = (1,)
         if "gnn_weight" in state:  # saved since the GNN's weight is chosen on validation
@@ -58,4 +58,4 @@ class HybridState:
         if head == GraphFilterHead.name:
             self.cf_filter_ = self.sparse_head().load_state(state, len(self.item_ids_))
             self.filter_rank_, self.filter_alpha_ = self.cf_filter_.rank, self.cf_filter_.alpha
-            self.filter_sharpen_ = self.cf_filter_.sharpen
+            self.filter_sharpen_, self.filter_tilt_ = self.cf_filter_.sharpen, self.cf_filter_.tilt

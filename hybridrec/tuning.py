@@ -4,7 +4,8 @@
   of the GNN and the EASE ridge strength both read it);
 * :func:`select_ease_l2` — the CF head's ridge strength among ``l2 x {0.5, 1, 2, 4}``;
 * :func:`select_filter_shape` — the sparse head's low-pass rank and weight among
-  ``rank x {0.5, 1, 2}`` and :data:`FILTER_ALPHAS`, from one fit at the largest rank;
+  ``rank x {0.5, 1, 2}`` and :data:`FILTER_ALPHAS`, from one fit at the largest rank, then its
+  popularity tilt among :data:`FILTER_TILTS`;
 * :func:`select_block_weights` — the weight of each content block in the cold-item content vector,
   chosen on pseudo-cold items (warm items hidden from the head), so a modality that does not help
   cold items is turned down;
@@ -38,7 +39,9 @@ EASE_L2_MAX_ITEMS = 5000
 FILTER_RANK_FACTORS = (0.5, 1.0, 2.0)
 #: Candidate weights of the sparse head's low-pass filter (GF-CF's 0.3 among them).
 FILTER_ALPHAS = (0.1, 0.3, 0.5, 1.0)
-#: Catalogs larger than this keep the configured rank and weight (the search's fit at twice the
+#: Candidate popularity tilts ``γ`` of the sparse head's scores, tried at the chosen rank and weight.
+FILTER_TILTS = (0.0, 0.05, 0.1, 0.2)
+#: Catalogs larger than this keep the configured rank, weight and tilt (the search's fit at twice the
 #: rank holds ``[n_items, 2 x rank]`` bases; the 1M-item fit is near its memory bound already).
 FILTER_TUNING_MAX_ITEMS = 200_000
 #: Validation users scored per block of the filter search (bounds a ``[block, n_items]`` score array).
@@ -132,26 +135,30 @@ def select_ease_l2(head: DenseEASEHead, train: sp.csr_matrix,
 
 
 def select_filter_shape(head: GraphFilterHead, train: sp.csr_matrix, valid: sp.csr_matrix | None, *,
-                        seed: int) -> tuple[tuple[int, float], dict[str, float] | None]:
-    """The sparse head's low-pass ``(rank, alpha)`` with the best validation recall@20.
+                        seed: int) -> tuple[tuple[int, float, float], dict[str, float] | None]:
+    """The sparse head's low-pass ``(rank, alpha)``, then its popularity ``tilt``, with the best
+    validation recall@20.
 
     One :class:`GraphFilterHead` is fitted on ``train`` at the largest candidate rank; a smaller
     rank keeps its leading singular vectors, so every ``(rank, alpha)`` pair is scored from that
     one fit (the pruned co-occurrence part does not depend on either), sharpened by the head's
-    configured ``sharpen``. At most :data:`VALIDATION_MAX_USERS` seeded validation users are
-    scored, in blocks of :data:`FILTER_SCORE_BLOCK`.
+    configured ``sharpen`` and tilted by its configured ``tilt``. At the chosen pair each tilt in
+    :data:`FILTER_TILTS` (and the configured one) is then scored. At most
+    :data:`VALIDATION_MAX_USERS` seeded validation users are scored, in blocks of
+    :data:`FILTER_SCORE_BLOCK`.
 
     Args:
-        head: the configured head (its ``rank`` and ``alpha`` are the defaults and the search's centre).
+        head: the configured head (its ``rank``, ``alpha`` and ``tilt`` are the defaults and the
+            search's centre).
         train, valid: :func:`validation_holdout` of the training interactions.
         seed: seeds the user sample.
 
     Returns:
-        ``((rank, alpha), trials)``: the choice and ``{"rank=R, alpha=A": recall}``; ``trials`` is
-        None when there was no search (no validation users, or more than
+        ``((rank, alpha, tilt), trials)``: the choice and ``{"rank=R, alpha=A, tilt=T": recall}``;
+        ``trials`` is None when there was no search (no validation users, or more than
         :data:`FILTER_TUNING_MAX_ITEMS` items).
     """
-    configured = (int(head.rank), float(head.alpha))
+    configured = (int(head.rank), float(head.alpha), float(head.tilt))
     if valid is None or valid.nnz == 0 or train.shape[1] > FILTER_TUNING_MAX_ITEMS:
         return configured, None
     users = scored_users(train, valid, seed)
@@ -162,23 +169,30 @@ def select_filter_shape(head: GraphFilterHead, train: sp.csr_matrix, valid: sp.c
     probe = GraphFilterHead(neighbors=head.neighbors, rank=max(ranks), alpha=1.0, seed=head.seed).fit(train)
     ranks = [rank for rank in ranks if rank <= probe.left_.shape[1]]
     k = min(VALIDATION_K, train.shape[1])
-    hits = _filter_trial_hits(probe, train, valid, users, ranks, alphas, float(head.sharpen), k)
-    results = {f"rank={rank}, alpha={alpha:g}": total / len(users) for (rank, alpha), total in hits.items()}
+    trial = dict(probe=probe, train=train, valid=valid, users=users, sharpen=float(head.sharpen), k=k)
+    hits = _filter_trial_hits(ranks=ranks, alphas=alphas, tilts=[configured[2]], **trial)
+    rank, alpha, _ = max(hits, key=hits.get)
+    hits.update(_filter_trial_hits(ranks=[rank], alphas=[alpha], tilts=sorted({*FILTER_TILTS, configured[2]}),
+                                   **trial))
+    results = {f"rank={r}, alpha={a:g}, tilt={t:g}": total / len(users) for (r, a, t), total in hits.items()}
     best = max(hits, key=hits.get)
-    logger.info("sparse head rank %d, alpha %g (validation recall@%d %.4f on %d users; configured %s: %.4f)",
-                best[0], best[1], k, hits[best] / len(users), len(users), configured,
+    logger.info("sparse head rank %d, alpha %g, tilt %g (validation recall@%d %.4f on %d users; configured %s: %.4f)",
+                best[0], best[1], best[2], k, hits[best] / len(users), len(users), configured,
                 hits.get(configured, float("nan")) / len(users))
-    return (int(best[0]), float(best[1])), results
+    return (int(best[0]), float(best[1]), float(best[2])), results
 
 
 def _filter_trial_hits(probe: GraphFilterHead, train: sp.csr_matrix, valid: sp.csr_matrix, users: np.ndarray,
-                       ranks: list[int], alphas: list[float], sharpen: float, k: int) -> dict[tuple[int, float], float]:
-    """``{(rank, alpha): recall@k summed over users}`` of the probe (fitted at alpha 1 and the
-    largest rank) at each pair, sharpened by ``sharpen`` (β):
-    ``(r P̃ - β r P̃ P̃) + α (r L_rank)(Q_rank - β Q_rank P̃)``."""
-    hits = {(rank, alpha): 0.0 for rank in ranks for alpha in alphas}
+                       ranks: list[int], alphas: list[float], tilts: list[float], sharpen: float,
+                       k: int) -> dict[tuple[int, float, float], float]:
+    """``{(rank, alpha, tilt): recall@k summed over users}`` of the probe (fitted at alpha 1 and
+    the largest rank) at each triple, sharpened by ``sharpen`` (β) and tilted by ``tilt`` (γ):
+    ``((r P̃ - β r P̃ P̃) + α (r L_rank)(Q_rank - β Q_rank P̃)) max(d, 1)^γ``."""
+    hits = {(rank, alpha, tilt): 0.0 for rank in ranks for alpha in alphas for tilt in tilts}
     right = torch.from_numpy(probe.right_)
     right_by_matrix = torch.from_numpy(np.ascontiguousarray(probe.filtered_right())) if sharpen else None  # Q P̃
+    degree = torch.from_numpy(np.maximum(probe.item_degree_, 1.0))
+    scales = {tilt: degree.pow(tilt).float() for tilt in tilts}
     for start in range(0, len(users), FILTER_SCORE_BLOCK):
         block = users[start:start + FILTER_SCORE_BLOCK]
         history, truth = train[block], torch.from_numpy(valid[block].toarray() > 0)
@@ -193,8 +207,9 @@ def _filter_trial_hits(probe: GraphFilterHead, train: sp.csr_matrix, valid: sp.c
             if sharpen:
                 low_pass = low_pass - sharpen * (projected[:, :rank] @ right_by_matrix[:rank])
             for alpha in alphas:
-                scores = (linear + alpha * low_pass).masked_fill(seen, -torch.inf)
-                hits[(rank, alpha)] += _recall_at(scores, truth, k) * len(block)
+                for tilt in tilts:
+                    scores = (linear + alpha * low_pass) * scales[tilt] if tilt else linear + alpha * low_pass
+                    hits[(rank, alpha, tilt)] += _recall_at(scores.masked_fill(seen, -torch.inf), truth, k) * len(block)
     return hits
 
 

@@ -157,6 +157,31 @@ def test_sharpened_scores_are_the_blurred_scores_times_one_minus_beta_p(positive
         GraphFilterHead(sharpen=-0.1)
 
 
+def test_a_popularity_tilt_scales_each_items_scores_by_its_degree_to_the_gamma(positives):
+    train, _ = positives
+    rows = train[:50]
+    plain = GraphFilterHead(neighbors=64, rank=32, alpha=0.5).fit(train)
+    tilted = GraphFilterHead(neighbors=64, rank=32, alpha=0.5, tilt=0.2).fit(train)
+    degree = np.asarray(train.astype(bool).sum(0)).ravel().astype(np.float64)
+    expected = plain.score(rows).numpy() * np.maximum(degree, 1.0) ** 0.2
+    np.testing.assert_allclose(tilted.score(rows).numpy(), expected, rtol=1e-5, atol=1e-7)
+    asked = np.random.default_rng(1).choice(train.shape[1], 200, replace=False)
+    np.testing.assert_allclose(tilted.score(rows, items=asked).numpy(), expected[:, asked], rtol=1e-5, atol=1e-7)
+    # Popular items move up: the tilted top-20 holds items of a higher mean degree.
+    seen = rows.toarray() > 0
+    top = [np.argsort(-np.where(seen, -np.inf, s), 1)[:, :20] for s in (plain.score(rows).numpy(), expected)]
+    assert degree[top[1]].mean() > degree[top[0]].mean()
+    # Explanations still sum to the (tilted) score, and the tilt survives a save and load.
+    history = rows[3].indices
+    shares = tilted.contributions(history, asked)
+    np.testing.assert_allclose(shares.sum(0), tilted.score(rows[3]).numpy()[0, asked], rtol=1e-4, atol=1e-6)
+    restored = GraphFilterHead().load_state(tilted.state(), train.shape[1])
+    assert restored.tilt == 0.2
+    np.testing.assert_array_equal(restored.score(rows).numpy(), tilted.score(rows).numpy())
+    with pytest.raises(HybridRecError, match="tilt"):
+        GraphFilterHead(tilt=float("nan"))
+
+
 @pytest.mark.parametrize(("cf_head", "max_ease_items", "expected"), [
     ("auto", 20000, "dense_ease"), ("auto", 1000, "sparse_graph_filter"),
     ("dense", 1000, "dense_ease"), ("sparse", 20000, "sparse_graph_filter")])
@@ -234,8 +259,8 @@ def test_sparse_head_model_round_trips(sparse_fitted, tmp_path):
     users = model.user_ids_.ids[:20]
     loaded = HybridRecommender.load(model.save(tmp_path / "model"))
     assert loaded.resolved_cf_head() == "sparse_graph_filter"
-    assert (loaded.filter_rank_, loaded.filter_alpha_, loaded.filter_sharpen_) == (
-        model.filter_rank_, model.filter_alpha_, model.filter_sharpen_)
+    assert (loaded.filter_rank_, loaded.filter_alpha_, loaded.filter_sharpen_, loaded.filter_tilt_) == (
+        model.filter_rank_, model.filter_alpha_, model.filter_sharpen_, model.filter_tilt_)
     assert model.recommend(users, k=10).equals(loaded.recommend(users, k=10))
     items = model.item_ids_.ids[:10]
     assert model.similar_items(items, k=5).equals(loaded.similar_items(items, k=5))

@@ -22,6 +22,12 @@ Filtering" (BSPM, SIGIR 2023), which takes back part of what the low-pass smooth
 items close to everything. It is computed as ``(r P̃) - β (r P̃) P̃ + (r L) (Q - β Q P̃)``: two
 sparse products per history and a ``[rank, n_items]`` matrix cached once, never a dense
 ``[b, n_items] x P̃`` product.
+
+Optionally the scores of item ``j`` are tilted by its popularity, ``s_j max(d_j, 1)^γ``
+(``tilt`` γ; 0: none): the symmetric normalisation ``D_i^-½`` scores a popular item below what its
+co-occurrences alone would give, and a small ``γ`` chosen on validation data gives part of that
+back (:func:`hybridrec.tuning.select_filter_shape`). Items without interactions are scaled by 1.
+The tilt applies to a user's scores only; item–item similarities are untilted.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class GraphFilterHead:
         rank: singular vectors of the ideal low-pass filter.
         alpha: weight of the low-pass filter against the linear one (GF-CF's 0.3).
         sharpen: ``β`` of the sharpening step ``s (I - β P̃)`` (0: none, GF-CF's scores).
+        tilt: ``γ`` of the popularity tilt ``s_j max(d_j, 1)^γ`` of users' scores (0: none).
         content_l2: ridge strength of the content -> low-rank column map for cold items.
         seed: seeds the randomized SVD.
         progress: show a progress bar over co-occurrence blocks.
@@ -65,13 +72,15 @@ class GraphFilterHead:
     name = "sparse_graph_filter"
 
     def __init__(self, *, neighbors: int = 256, rank: int = 256, alpha: float = 0.3, sharpen: float = 0.0,
-                 content_l2: float = 10.0, seed: int = 0, progress: bool = False) -> None:
+                 tilt: float = 0.0, content_l2: float = 10.0, seed: int = 0, progress: bool = False) -> None:
         if neighbors < 1 or rank < 1:
             raise HybridRecError(f"GraphFilterHead needs neighbors >= 1 and rank >= 1, got {neighbors}, {rank}")
         if not sharpen >= 0:
             raise HybridRecError(f"GraphFilterHead needs sharpen >= 0, got {sharpen}")
+        if not np.isfinite(tilt):
+            raise HybridRecError(f"GraphFilterHead needs a finite tilt, got {tilt}")
         self.neighbors, self.rank, self.alpha, self.content_l2 = neighbors, rank, alpha, content_l2
-        self.sharpen = sharpen
+        self.sharpen, self.tilt = sharpen, tilt
         self.seed, self.progress = seed, progress
 
     # -- fitting ---------------------------------------------------------------------------------
@@ -91,6 +100,7 @@ class GraphFilterHead:
     def clear_caches(self) -> None:
         """Forget what is derived from ``cooccurrence_`` / ``right_``; call after changing either."""
         self._coordinates = self._coordinate_moments = self._row_moments = self._sharpened_right = None
+        self._column_scale = None
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "cooccurrence_"):
@@ -109,7 +119,18 @@ class GraphFilterHead:
             scores -= self.sharpen * ((rows @ self.cooccurrence_) @ columns).toarray()
         right = self.sharpened_right() if items is None else self.sharpened_right()[:, items]
         scores += np.asarray(rows @ self.left_) @ right
+        if self.tilt:
+            scores *= self.column_scale() if items is None else self.column_scale()[items]
         return torch.from_numpy(scores)
+
+    def column_scale(self) -> np.ndarray:
+        """``[n_items]`` float32 ``max(d_j, 1)^γ``, the popularity tilt of each item's score, cached."""
+        self._check_fitted()
+        cached = getattr(self, "_column_scale", None)
+        if cached is None or len(cached) != len(self.item_degree_):
+            cached = self._column_scale = np.power(np.maximum(np.asarray(self.item_degree_, dtype=np.float64), 1.0),
+                                                   float(self.tilt)).astype(np.float32)
+        return cached
 
     def sharpened_right(self) -> np.ndarray:
         """``Q (I - β P̃)`` ``[rank, n_items]`` (``right_`` itself when ``sharpen`` is 0), cached."""
@@ -128,13 +149,15 @@ class GraphFilterHead:
 
     def contributions(self, history_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         """``[n_history, n_items_asked]``: history item ``h``'s share of the score of each asked item,
-        ``P̃[h, i] - β (P̃ P̃)[h, i] + L[h] · Q(I - β P̃)[:, i]``; each column sums to :meth:`score`."""
+        ``(P̃[h, i] - β (P̃ P̃)[h, i] + L[h] · Q(I - β P̃)[:, i]) max(d_i, 1)^γ``; each column sums
+        to :meth:`score`."""
         self._check_fitted()
         rows = self.cooccurrence_[np.asarray(history_index)]
         linear = np.asarray(rows[:, item_index].todense(), dtype=np.float32)
         if self.sharpen:
             linear -= self.sharpen * np.asarray((rows @ self.cooccurrence_[:, item_index]).todense(), dtype=np.float32)
-        return linear + self.left_[history_index] @ self.sharpened_right()[:, item_index]
+        shares = linear + self.left_[history_index] @ self.sharpened_right()[:, item_index]
+        return shares * self.column_scale()[item_index] if self.tilt else shares
 
     def coordinates(self) -> np.ndarray:
         """``Z`` ``[n_items, rank]``: each item's place in the low-pass subspace (its right singular
@@ -320,7 +343,7 @@ class GraphFilterHead:
         """A head with these settings refitted on ``visible`` ``[n_users, n_items]``, with its column
         coordinates: what a pseudo-cold fold reuses across content weightings."""
         head = GraphFilterHead(neighbors=self.neighbors, rank=self.rank, alpha=self.alpha, sharpen=self.sharpen,
-                               content_l2=self.content_l2, seed=self.seed).fit(visible)
+                               tilt=self.tilt, content_l2=self.content_l2, seed=self.seed).fit(visible)
         return visible, head, head.column_coordinates()
 
     def hidden_scores(self, fold: tuple, history: sp.csr_matrix, content: ItemContent, kept: np.ndarray,
@@ -363,7 +386,8 @@ class GraphFilterHead:
                 "filter_singular_values": torch.from_numpy(np.asarray(self.singular_values_, dtype=np.float32)),
                 "filter_item_degree": torch.from_numpy(np.asarray(self.item_degree_, dtype=np.float32)),
                 "filter_alpha": torch.tensor([float(self.alpha)], dtype=torch.float64),
-                "filter_sharpen": torch.tensor([float(self.sharpen)], dtype=torch.float64)}
+                "filter_sharpen": torch.tensor([float(self.sharpen)], dtype=torch.float64),
+                "filter_tilt": torch.tensor([float(self.tilt)], dtype=torch.float64)}
 
     def load_state(self, state: dict[str, Tensor], n_items: int) -> "GraphFilterHead":
         """Restore from :meth:`state`, checking that the shapes agree with ``n_items``."""
@@ -382,6 +406,7 @@ class GraphFilterHead:
             self.alpha = float(state["filter_alpha"].reshape(-1)[0])
         # Likewise the sharpening step (a head saved before it had none).
         self.sharpen = float(state["filter_sharpen"].reshape(-1)[0]) if "filter_sharpen" in state else 0.0
+        self.tilt = float(state["filter_tilt"].reshape(-1)[0]) if "filter_tilt" in state else 0.0
         self.rank = int(self.left_.shape[1])
         self.clear_caches()
         if self.item_degree_.shape != (n_items,):
