@@ -115,9 +115,9 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
             co-occurrence entries kept per item, low-pass rank, low-pass weight, β of ``s (I - β P̃)``
             (not searched) and γ of the popularity tilt ``s_j max(d_j, 1)^γ`` of users' scores.
         tune_filter: choose the sparse head's rank among ``filter_rank x {0.5, 1, 2}`` and weight among
-            ``{0.1, 0.3, 0.5, 1, filter_alpha}``, then its tilt among ``{0, 0.05, 0.1, 0.2, filter_tilt}``,
-            by validation recall@20 (up to 200,000 items; :func:`hybridrec.tuning.select_filter_shape`),
-            kept as ``filter_rank_`` / ``filter_alpha_`` / ``filter_tilt_``.
+            ``{0.1, 0.3, 0.5, 1, filter_alpha}``, then its tilt among ``{0, 0.05, 0.1, 0.2, filter_tilt}``, by
+            validation recall@20 (up to 200,000 items; :func:`hybridrec.tuning.select_filter_shape`); kept as
+            ``filter_rank_`` / ``filter_alpha_`` / ``filter_tilt_``.
         negatives, num_negatives, full_softmax_max_items, training_mode, full_graph_max_edges,
             num_neighbors, max_trained_interactions: how the GNN trains on large catalogs and graphs (see
             :class:`training.config.TrainConfig`).
@@ -139,21 +139,17 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
                  num_neighbors: list[int] | None = None, max_trained_interactions: int | None = 10_000_000,
                  cf_head: str = "auto", filter_neighbors: int = 256, filter_rank: int = 256,
                  filter_alpha: float = 0.3, filter_sharpen: float = 0.0, filter_tilt: float = 0.0,
-                 tune_filter: bool = True,
-                 ease_l2: float = 250.0, tune_ease_l2: bool = True, ease_item_power: float = 0.25,
-                 ease_user_power: float = 0.25,
+                 tune_filter: bool = True, ease_l2: float = 250.0, tune_ease_l2: bool = True,
+                 ease_item_power: float = 0.25, ease_user_power: float = 0.25,
                  content_l2: float = 10.0, content_target_l2_factor: float = 0.125,
                  content_direct_l2: float = 1e4, attribute_weight: float = 0.25,
                  block_weights: dict | None = None, tune_block_weights: bool = True,
-                 block_validation_share: float = 0.15, block_validation_folds: int = 3,
-                 image_alignment: str = "auto",
+                 block_validation_share: float = 0.15, block_validation_folds: int = 3, image_alignment: str = "auto",
                  gnn_weight: float = 1.5, tune_gnn_weight: bool = True, cold_gnn_weight: float = 0.5,
-                 popularity_weight: float = 1.0,
-                 validation_share: float = 0.1, max_ease_items: int = 20000, use_cf: bool = True,
-                 use_gnn: bool = True,
-                 feature_cache_dir: str | None = None, text_encoder: str | None = None,
-                 image_encoder: str | None = None, seed: int = 0, device: str = "auto",
-                 progress: bool = True) -> None:
+                 popularity_weight: float = 1.0, validation_share: float = 0.1, max_ease_items: int = 20000,
+                 use_cf: bool = True, use_gnn: bool = True, feature_cache_dir: str | None = None,
+                 text_encoder: str | None = None, image_encoder: str | None = None, seed: int = 0,
+                 device: str = "auto", progress: bool = True) -> None:
         self.dim, self.num_layers, self.epochs, self.batch_size = dim, num_layers, epochs, batch_size
         self.lr, self.weight_decay, self.loss, self.temperature = lr, weight_decay, loss, temperature
         self.id_dropout, self.cold_item_share, self.attribute_edge_weight = id_dropout, cold_item_share, attribute_edge_weight
@@ -170,8 +166,7 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
         self.tune_gnn_weight, self.tune_ease_l2 = tune_gnn_weight, tune_ease_l2
         self.tune_block_weights, self.block_validation_share = tune_block_weights, block_validation_share
         self.block_validation_folds, self.image_alignment = block_validation_folds, image_alignment
-        self.validation_share, self.max_ease_items = validation_share, max_ease_items
-        self.use_cf, self.use_gnn = use_cf, use_gnn
+        self.validation_share, self.max_ease_items, self.use_cf, self.use_gnn = validation_share, max_ease_items, use_cf, use_gnn
         self.feature_cache_dir, self.text_encoder, self.image_encoder = feature_cache_dir, text_encoder, image_encoder
         self.seed, self.device, self.progress = seed, device, progress
 
@@ -183,9 +178,8 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
             raise HybridRecError(f"cf_head must be one of {CF_HEADS}, got {self.cf_head!r}")
         if (self.filter_neighbors < 1 or self.filter_rank < 1 or not self.filter_sharpen >= 0
                 or not np.isfinite(self.filter_tilt)):
-            raise HybridRecError(f"filter_neighbors and filter_rank must be >= 1, filter_sharpen >= 0 and filter_tilt "
-                                 f"finite, got {self.filter_neighbors}, {self.filter_rank}, {self.filter_sharpen}, "
-                                 f"{self.filter_tilt}")
+            raise HybridRecError("filter_neighbors and filter_rank must be >= 1, filter_sharpen >= 0 and filter_tilt finite, "
+                                 f"got {self.filter_neighbors}, {self.filter_rank}, {self.filter_sharpen}, {self.filter_tilt}")
         if self.block_validation_folds < 1:
             raise HybridRecError(f"block_validation_folds must be >= 1, got {self.block_validation_folds}")
         self.train_config()  # TrainConfig checks the GNN training parameters, naming each
