@@ -172,8 +172,9 @@ def select_filter_shape(head: GraphFilterHead, train: sp.csr_matrix, valid: sp.c
     trial = dict(probe=probe, train=train, valid=valid, users=users, sharpen=float(head.sharpen), k=k)
     hits = _filter_trial_hits(ranks=ranks, alphas=alphas, tilts=[configured[2]], **trial)
     rank, alpha, _ = max(hits, key=hits.get)
-    hits.update(_filter_trial_hits(ranks=[rank], alphas=[alpha], tilts=sorted({*FILTER_TILTS, configured[2]}),
-                                   **trial))
+    tilts = sorted({*FILTER_TILTS} - {configured[2]})           # the configured tilt is scored already
+    if tilts:
+        hits.update(_filter_trial_hits(ranks=[rank], alphas=[alpha], tilts=tilts, **trial))
     results = {f"rank={r}, alpha={a:g}, tilt={t:g}": total / len(users) for (r, a, t), total in hits.items()}
     best = max(hits, key=hits.get)
     logger.info("sparse head rank %d, alpha %g, tilt %g (validation recall@%d %.4f on %d users; configured %s: %.4f)",
