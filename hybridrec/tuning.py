@@ -27,7 +27,7 @@ import torch
 from evaluation.metrics import mean_recall_at_k
 from hybridrec.item_content import ItemContent
 from hybridrec.models.cf_head import DenseEASEHead
-from hybridrec.models.graph_filter import GraphFilterHead
+from hybridrec.models.graph_filter import GraphFilterHead, popularity_tilt
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +192,7 @@ def _filter_trial_hits(probe: GraphFilterHead, train: sp.csr_matrix, valid: sp.c
     hits = {(rank, alpha, tilt): 0.0 for rank in ranks for alpha in alphas for tilt in tilts}
     right = torch.from_numpy(probe.right_)
     right_by_matrix = torch.from_numpy(np.ascontiguousarray(probe.filtered_right())) if sharpen else None  # Q P̃
-    degree = torch.from_numpy(np.maximum(probe.item_degree_, 1.0))
-    scales = {tilt: degree.pow(tilt).float() for tilt in tilts}
+    scales = {tilt: torch.from_numpy(popularity_tilt(probe.item_degree_, tilt)) for tilt in tilts}
     for start in range(0, len(users), FILTER_SCORE_BLOCK):
         block = users[start:start + FILTER_SCORE_BLOCK]
         history, truth = train[block], torch.from_numpy(valid[block].toarray() > 0)

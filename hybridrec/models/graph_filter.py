@@ -48,6 +48,11 @@ from hybridrec.models.cooccurrence import (normalized_interactions, pruned_coocc
 logger = logging.getLogger(__name__)
 
 
+def popularity_tilt(item_degree: np.ndarray, tilt: float) -> np.ndarray:
+    """``[n_items]`` float32 ``max(d_j, 1)^γ``: the factor the tilt ``γ`` puts on each item's score."""
+    return np.power(np.maximum(np.asarray(item_degree, dtype=np.float64), 1.0), float(tilt)).astype(np.float32)
+
+
 class GraphFilterHead:
     """Pruned linear filter plus ideal low-pass filter (see the module docstring), with
     content-predicted columns for cold items.
@@ -128,8 +133,7 @@ class GraphFilterHead:
         self._check_fitted()
         cached = getattr(self, "_column_scale", None)
         if cached is None or len(cached) != len(self.item_degree_):
-            cached = self._column_scale = np.power(np.maximum(np.asarray(self.item_degree_, dtype=np.float64), 1.0),
-                                                   float(self.tilt)).astype(np.float32)
+            cached = self._column_scale = popularity_tilt(self.item_degree_, self.tilt)
         return cached
 
     def sharpened_right(self) -> np.ndarray:
