@@ -18,7 +18,7 @@ subprocess of its own so that its peak resident memory is its own:
 
 Methods: ``hybridrec`` (``HybridRecommender()`` defaults), ``hybridrec-fixed`` (the same work per
 event at every size: ``HybridRecommender(epochs=1, tune_filter=False, tune_gnn_weight=False)``, what
-the defaults do above 200k items, for a like-for-like growth exponent), ``sparse-head`` (the sparse
+the defaults do on the 1M-item log, for a like-for-like growth exponent; not exported), ``sparse-head`` (the sparse
 CF head alone: ``HybridRecommender(cf_head="sparse", use_gnn=False)``) and ``popularity``.
 
     python benchmarks/scale_curve.py --items 10000 100000 1000000 --json runs/scale_curve.json
@@ -90,8 +90,8 @@ def make_model(method: str, seed: int):
     if method == "hybridrec":
         return HybridRecommender(seed=seed, progress=False)
     if method == "hybridrec-fixed":
-        # What the defaults do above 200k items at every size: one GNN epoch (the interaction budget
-        # gives the 1M log one), the configured filter shape and GNN weight (the searches stop above
+        # What the defaults do on the 1M-item log, at every size: one GNN epoch (the interaction budget
+        # gives that log one) and the configured filter shape and GNN weight (the searches stop above
         # 200k items), so its fit-time growth between sizes compares like with like.
         return HybridRecommender(epochs=1, tune_filter=False, tune_gnn_weight=False, seed=seed, progress=False)
     if method == "sparse-head":
