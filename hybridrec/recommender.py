@@ -46,7 +46,7 @@ from hybridrec.item_content import (
 from hybridrec.models.cf_head import DenseEASEHead
 from hybridrec.models.graph_filter import GraphFilterHead
 from hybridrec.models.hybrid_gnn import HybridGNN, normalized_adjacency
-from hybridrec.recommender_base import RecommenderBase, top_k_frame
+from hybridrec.recommender_base import RecommenderBase, interaction_recency, top_k_frame
 from hybridrec.recommender_catalog import HybridCatalog
 from hybridrec.recommender_explain import HybridExplain
 from hybridrec.recommender_search import HybridSearch
@@ -54,8 +54,8 @@ from hybridrec.recommender_similarity import HybridSimilarity, zscore_rows
 from hybridrec.recommender_state import HybridState
 from hybridrec.tables import ColumnRoles, RecDataset, infer_attribute_roles
 from hybridrec.topk import ranked_top_k
-from hybridrec.tuning import (GNN_WEIGHT_TUNING_MAX_ITEMS, select_block_weights, select_ease_l2, select_filter_shape,
-                              select_gnn_weight, validation_holdout)
+from hybridrec.tuning import (GNN_WEIGHT_TUNING_MAX_ITEMS, VALIDATION_ORDERS, select_block_weights, select_ease_l2,
+                              select_filter_shape, select_gnn_weight, validation_holdout)
 from training.config import TrainConfig
 from training.distributed import is_main_process, launched_by_torchrun
 from training.trainer import GraphTrainingData, Trainer
@@ -104,7 +104,11 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
             the CF head (``use_cf=False``) cold items take ``gnn_weight``: the GNN is then their
             only scorer.
         popularity_weight: weight of log-popularity for users without history (cold users).
-        validation_share: share of each user's training interactions held out for early stopping.
+        validation_share: share of each user's training interactions held out for early stopping
+            and every choice the fit makes (:func:`hybridrec.tuning.validation_holdout`).
+        validation_order: ``"random"`` (each interaction at random) or ``"latest"`` (each user's
+            latest ones by ``timestamp``, meant for a split by time; on MovieLens-100K it did not
+            help there, ``benchmarks/README.md``).
         cf_head: which CF head: ``"dense"`` (EASE, a dense ``[n_items, n_items]`` inverse),
             ``"sparse"`` (:class:`~hybridrec.models.graph_filter.GraphFilterHead`: a pruned
             co-occurrence filter plus a low-rank low-pass filter, memory ``O(n_items x (neighbors +
@@ -146,7 +150,8 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
                  block_weights: dict | None = None, tune_block_weights: bool = True,
                  block_validation_share: float = 0.15, block_validation_folds: int = 3, image_alignment: str = "auto",
                  gnn_weight: float = 1.5, tune_gnn_weight: bool = True, cold_gnn_weight: float = 0.5,
-                 popularity_weight: float = 1.0, validation_share: float = 0.1, max_ease_items: int = 20000,
+                 popularity_weight: float = 1.0, validation_share: float = 0.1, validation_order: str = "random",
+                 max_ease_items: int = 20000,
                  use_cf: bool = True, use_gnn: bool = True, feature_cache_dir: str | None = None,
                  text_encoder: str | None = None, image_encoder: str | None = None, seed: int = 0,
                  device: str = "auto", progress: bool = True) -> None:
@@ -168,7 +173,7 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
         self.block_validation_folds, self.image_alignment = block_validation_folds, image_alignment
         self.validation_share, self.max_ease_items, self.use_cf, self.use_gnn = validation_share, max_ease_items, use_cf, use_gnn
         self.feature_cache_dir, self.text_encoder, self.image_encoder = feature_cache_dir, text_encoder, image_encoder
-        self.seed, self.device, self.progress = seed, device, progress
+        self.seed, self.device, self.progress, self.validation_order = seed, device, progress, validation_order
 
     def _check_params(self) -> None:
         """Validate the parameters (at ``fit``, naming the parameter)."""
@@ -180,6 +185,8 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
                 or not np.isfinite(self.filter_tilt)):
             raise HybridRecError("filter_neighbors and filter_rank must be >= 1, filter_sharpen >= 0 and filter_tilt finite, "
                                  f"got {self.filter_neighbors}, {self.filter_rank}, {self.filter_sharpen}, {self.filter_tilt}")
+        if self.validation_order not in VALIDATION_ORDERS:
+            raise HybridRecError(f"validation_order must be one of {VALIDATION_ORDERS}, got {self.validation_order!r}")
         if self.block_validation_folds < 1:
             raise HybridRecError(f"block_validation_folds must be >= 1, got {self.block_validation_folds}")
         self.train_config()  # TrainConfig checks the GNN training parameters, naming each
@@ -301,7 +308,11 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
                 self._fit_gnn(graph, content, binary, holdout, options["checkpoint_dir"], options["fresh_checkpoint"])
 
         # One validation hold-out (train, valid) for every choice the fit makes (tuning.validation_holdout).
-        holdout = validation_holdout(binary, self.validation_share, self.seed)
+        recency = None
+        if self.validation_order == "latest" and self.validation_share > 0:
+            logger.info("validation hold-out: each user's latest %g%% by timestamp", 100 * self.validation_share)
+            recency = interaction_recency(interactions, self.user_ids_, self.item_ids_)
+        holdout = validation_holdout(binary, self.validation_share, self.seed, recency=recency)
         parts = [("cf_head_seconds", cf_head), ("gnn_seconds", gnn)]
         self._held_out_embeddings = None  # set by _fit_gnn for the GNN weight's validation
         for name, fit_part in reversed(parts) if parallel else parts:
@@ -322,7 +333,7 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
         timings["fit_seconds"] = time.perf_counter() - started
         self.fit_timings_ = timings
         result = getattr(self, "train_result_", None) if self.use_gnn else None
-        self.fit_summary_ = {"cf_head": head_name,
+        self.fit_summary_ = {"cf_head": head_name, "validation_order": self.validation_order,
                              "gnn_negatives": getattr(result, "negatives", None),
                              "gnn_training_mode": getattr(result, "training_mode", None),
                              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -65,6 +65,29 @@ def interaction_matrix(interactions: pd.DataFrame, user_ids: IdMap, item_ids: Id
     return matrix
 
 
+def interaction_recency(interactions: pd.DataFrame, user_ids: IdMap, item_ids: IdMap) -> sp.csr_matrix:
+    """``[n_users, n_items]`` float64 with :func:`interaction_matrix`'s sparsity: for each pair, the
+    rank (from 1) of its latest row in the table ordered by ``timestamp``, equal timestamps in row
+    order, as the temporal splitters order them (the later, the larger).
+
+    Raises:
+        HybridRecError: the table has no ``timestamp`` column.
+    """
+    if "timestamp" not in interactions.columns:
+        raise HybridRecError("a validation hold-out by time (validation_order='latest') needs a 'timestamp' column; "
+                             f"interactions has {list(interactions.columns)}")
+    order = np.lexsort((np.arange(len(interactions)), interactions["timestamp"].to_numpy(np.int64)))
+    rank = np.empty(len(order), dtype=np.float64)
+    rank[order] = np.arange(1, len(order) + 1, dtype=np.float64)
+    rows = user_ids.to_index(interactions["user_id"].to_numpy())
+    cols = item_ids.to_index(interactions["item_id"].to_numpy())
+    latest = pd.DataFrame({"row": rows, "col": cols, "rank": rank}).groupby(["row", "col"], sort=False)["rank"].max()
+    matrix = sp.csr_matrix((latest.to_numpy(), (latest.index.get_level_values(0), latest.index.get_level_values(1))),
+                           shape=(len(user_ids), len(item_ids)))
+    matrix.sort_indices()
+    return matrix
+
+
 def top_k_frame(values: torch.Tensor, indices: torch.Tensor, query_ids: np.ndarray, result_ids: IdMap,
                 query_column: str, result_column: str) -> pd.DataFrame:
     """Long table from :func:`ranked_top_k` output ``[n_queries, k]`` (index ``-1`` entries dropped).

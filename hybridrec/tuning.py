@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import torch
 
 from evaluation.metrics import mean_recall_at_k
+from hybridrec.errors import HybridRecError
 from hybridrec.item_content import ItemContent
 from hybridrec.models.cf_head import DenseEASEHead
 from hybridrec.models.graph_filter import GraphFilterHead, popularity_tilt
@@ -53,6 +54,9 @@ GNN_WEIGHT_FACTORS = (0.0, 0.25, 0.5, 1.0, 2.0)
 #: Catalogs larger than this keep the configured GNN weight (the search refits the CF head on the
 #: hold-out's rest, a second head in memory beside the fitted one).
 GNN_WEIGHT_TUNING_MAX_ITEMS = FILTER_TUNING_MAX_ITEMS
+#: How the validation hold-out is drawn (``HybridRecommender(validation_order=...)``): at random, or
+#: each user's latest interactions.
+VALIDATION_ORDERS = ("random", "latest")
 #: Cut-off of the validation recall the searches maximise.
 VALIDATION_K = 20
 #: Users scored per pseudo-cold fold at most (a seeded sample above it bounds the cost on large logs).
@@ -73,26 +77,51 @@ def trial_key(weights: dict) -> str:
     return ", ".join(f"{name}={value:g}" for name, value in sorted(weights.items()))
 
 
-def validation_holdout(binary: sp.csr_matrix, share: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix | None]:
+def validation_holdout(binary: sp.csr_matrix, share: float, seed: int, *,
+                       recency: sp.csr_matrix | None = None) -> tuple[sp.csr_matrix, sp.csr_matrix | None]:
     """Split each user's interactions into train / validation (users with >= 5 keep some).
+
+    Without ``recency`` each interaction is held out at random with chance ``share`` (for a test
+    split drawn at random). With it, each user's latest ``max(1, round(share x n))`` of their
+    ``n`` interactions are held out (meant for a test split drawn by time; what it measured on
+    MovieLens-100K is in ``benchmarks/README.md``).
 
     Args:
         binary: ``[n_users, n_items]`` interactions.
-        share: chance of each interaction being held out (0: no validation).
-        seed: seeds the draw.
+        share: chance of each interaction being held out, or the share of each user's latest ones
+            (0: no validation).
+        seed: seeds the random draw.
+        recency: ``[n_users, n_items]`` with ``binary``'s sparsity, a larger value for a later
+            interaction (:func:`hybridrec.recommender_base.interaction_recency`); equal values
+            hold out the higher item index.
 
     Returns:
         ``(train, valid)`` of ``binary``'s shape; ``valid`` is None when ``share <= 0``.
     """
     if share <= 0:
         return binary, None
-    rng = np.random.default_rng(seed)
-    coo = binary.tocoo()
-    counts = np.diff(binary.indptr)
-    held = (rng.random(coo.nnz) < share) & (counts[coo.row] >= 5)
     shape = binary.shape
-    train = sp.csr_matrix((coo.data[~held], (coo.row[~held], coo.col[~held])), shape=shape)
-    valid = sp.csr_matrix((coo.data[held], (coo.row[held], coo.col[held])), shape=shape)
+    if recency is None:
+        rng = np.random.default_rng(seed)
+        coo = binary.tocoo()
+        counts = np.diff(binary.indptr)
+        held = (rng.random(coo.nnz) < share) & (counts[coo.row] >= 5)
+        rows, cols, data = coo.row, coo.col, coo.data
+    else:
+        binary, recency = sp.csr_matrix(binary, copy=True), sp.csr_matrix(recency, copy=True)
+        binary.sort_indices()
+        recency.sort_indices()
+        if recency.shape != shape or not (np.array_equal(recency.indptr, binary.indptr)
+                                          and np.array_equal(recency.indices, binary.indices)):
+            raise HybridRecError("validation_holdout: recency must have the interactions' shape and sparsity")
+        counts = np.diff(binary.indptr)
+        rows, cols, data = np.repeat(np.arange(shape[0]), counts), binary.indices, binary.data
+        n_held = np.where(counts >= 5, np.maximum(1, np.rint(share * counts)), 0).astype(np.int64)
+        order = np.lexsort((cols, recency.data, rows))                  # per user, earliest first
+        held = np.zeros(binary.nnz, dtype=bool)
+        held[order[np.arange(binary.nnz) >= binary.indptr[rows + 1] - n_held[rows]]] = True
+    train = sp.csr_matrix((data[~held], (rows[~held], cols[~held])), shape=shape)
+    valid = sp.csr_matrix((data[held], (rows[held], cols[held])), shape=shape)
     return train, valid
 
 

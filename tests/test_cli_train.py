@@ -19,17 +19,18 @@ def test_train_writes_a_loadable_model(data_dir, tmp_path, capsys):
     out = tmp_path / "model"
     code = main(["train", "--dataset", "movielens-100k", "--data-dir", str(data_dir), "--text-cols", "",
                  "--no-images", "--min-rating", "4", "--config", str(config), "--out", str(out),
-                 "--json", str(tmp_path / "train.json")])
+                 "--json", str(tmp_path / "train.json"), "--validation-order", "latest"])
     assert code == 0
     summary = json.loads((out / "train_summary.json").read_text())
     assert json.loads((tmp_path / "train.json").read_text()) == summary
     assert summary["fit_summary"]["cf_head"] == "dense_ease"  # 1,682 items: the dense head fits
     assert summary["fit_summary"]["gnn_training_mode"] == "full_graph"
     assert summary["fit_summary"]["peak_rss_mb"] > 0
+    assert summary["fit_summary"]["validation_order"] == "latest"  # the flag reaches the fit
     assert summary["interactions"] == 55_375  # ratings >= 4 in MovieLens-100K
     model = RecommenderBase.load(out)
     assert isinstance(model, HybridRecommender)
-    assert model.dim == 16 and model.epochs == 5 and model.gnn_weight == 1.0
+    assert model.dim == 16 and model.epochs == 5 and model.gnn_weight == 1.0 and model.validation_order == "latest"
     assert len(model.recommend([1], k=10)) == 10
 
 

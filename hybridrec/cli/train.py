@@ -31,6 +31,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                             "with a text column, see HybridRecommender(image_alignment=...))")
     group.add_argument("--gnn-epochs", type=int, default=None, help="override the GNN training epochs")
     group.add_argument("--model-seed", type=int, default=None, help="seed of the model (default 0)")
+    group.add_argument("--validation-order", choices=("random", "latest"), default=None,
+                       help="how the fit's validation hold-out is drawn: each interaction at random (the default), "
+                            "or each user's latest ones by timestamp (use it with a split by time)")
     add_device_argument(group, what=" for the encoders, the dense CF head and the GNN")
 
 
@@ -42,6 +45,8 @@ def build_model(args: argparse.Namespace):
         overrides["epochs"] = args.gnn_epochs
     if args.model_seed is not None:
         overrides["seed"] = args.model_seed
+    if args.validation_order is not None:
+        overrides["validation_order"] = args.validation_order
     if args.device != "auto":
         overrides["device"] = args.device
     return hybrid_from_config(args.config, **overrides)
