@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import resource
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,14 +46,14 @@ from hybridrec.item_content import (
 from hybridrec.models.cf_head import DenseEASEHead
 from hybridrec.models.graph_filter import GraphFilterHead
 from hybridrec.models.hybrid_gnn import HybridGNN, normalized_adjacency
-from hybridrec.recommender_base import RecommenderBase, interaction_recency, top_k_frame
+from hybridrec.recommender_base import RecommenderBase, interaction_recency
 from hybridrec.recommender_catalog import HybridCatalog
 from hybridrec.recommender_explain import HybridExplain
+from hybridrec.recommender_history import HybridHistory
 from hybridrec.recommender_search import HybridSearch
 from hybridrec.recommender_similarity import HybridSimilarity, zscore_rows
 from hybridrec.recommender_state import HybridState
 from hybridrec.tables import ColumnRoles, RecDataset, infer_attribute_roles
-from hybridrec.topk import ranked_top_k
 from hybridrec.tuning import (GNN_WEIGHT_TUNING_MAX_ITEMS, VALIDATION_ORDERS, select_block_weights, select_ease_l2,
                               select_filter_shape, select_gnn_weight, validation_holdout)
 from training.config import TrainConfig
@@ -67,7 +67,8 @@ logger = logging.getLogger(__name__)
 CF_HEADS = ("auto", "dense", "sparse")
 
 
-class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch, HybridSimilarity, RecommenderBase):
+class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridHistory, HybridSearch, HybridSimilarity,
+                        RecommenderBase):
     """Graph-based hybrid recommender with warm and cold-start support.
 
     All arguments are keyword-only and stored unchanged (scikit-learn style).
@@ -478,34 +479,3 @@ class HybridRecommender(HybridState, HybridCatalog, HybridExplain, HybridSearch,
     def _binary_rows(self, user_index: np.ndarray) -> np.ndarray:
         rows = self.user_items_[np.asarray(user_index)].toarray()
         return (rows > 0).astype(np.float32)
-
-    def recommend_for_history(self, item_ids: Iterable, k: int = 20, filter_seen: bool = True,
-                              candidates: Iterable | None = None, exclude: Iterable | None = None) -> pd.DataFrame:
-        """Recommend for an anonymous or brand-new user from a few item ids, without retraining.
-
-        The CF head scores the history directly; the GNN user embedding is rebuilt by LightGCN's
-        propagation rule from the stored per-layer item embeddings.
-
-        Returns:
-            DataFrame with columns item_id, score, rank.
-        """
-        self._check_fitted()
-        item_index = self.item_ids_.to_index(list(item_ids))
-        history = torch.zeros(1, len(self.item_ids_))
-        history[0, torch.from_numpy(item_index)] = 1.0
-        user_embedding = None
-        if self.item_embeddings_ is not None:
-            norm = history[0] / (history[0].sum().clamp(min=1).sqrt() * self.item_degree_.clamp(min=1).sqrt())
-            layers = [torch.zeros(self.item_embeddings_.shape[1])]
-            for layer in range(1, self.item_layers_.shape[0]):
-                layers.append(norm @ self.item_layers_[layer - 1])
-            user_embedding = torch.stack(layers).mean(dim=0, keepdim=True)
-        scores = self._fused(history, user_embedding)
-        if filter_seen:
-            scores[history > 0] = -torch.inf
-        allowed = self.item_mask(candidates, exclude)
-        if allowed is not None:
-            scores[:, ~allowed] = -torch.inf
-        values, indices = ranked_top_k(scores, k)
-        frame = top_k_frame(values, indices, np.array(["history"], dtype=object), self.item_ids_, "user_id", "item_id")
-        return frame.drop(columns=["user_id"])
