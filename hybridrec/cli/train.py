@@ -33,7 +33,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model-seed", type=int, default=None, help="seed of the model (default 0)")
     group.add_argument("--validation-order", choices=("random", "latest"), default=None,
                        help="how the fit's validation hold-out is drawn: each interaction at random (the default), "
-                            "or each user's latest ones by timestamp (use it with a split by time)")
+                            "or each user's latest ones by timestamp (meant for a split by time; what it measured "
+                            "is in benchmarks/README.md)")
     add_device_argument(group, what=" for the encoders, the dense CF head and the GNN")
 
 
