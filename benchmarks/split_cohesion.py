@@ -54,6 +54,17 @@ def interaction_matrices(data_dir: str | None, name: str | None) -> tuple[sp.csr
     return parts[0], parts[1]
 
 
+def add_folder_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` / ``--name``: which LightGCN-format folder :func:`folder_matrices` reads."""
+    parser.add_argument("--data-dir", default=None, help="a LightGCN-format folder, or one holding <name>/")
+    parser.add_argument("--name", default="gowalla", help="the dataset folder's name ('' for --data-dir itself)")
+
+
+def folder_matrices(args: argparse.Namespace) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """:func:`interaction_matrices` of the folder :func:`add_folder_arguments` named."""
+    return interaction_matrices(args.data_dir, args.name or None)
+
+
 def random_resplit(train: sp.csr_matrix, test: sp.csr_matrix, test_share: float,
                    seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """A seeded per-interaction ``test_share`` re-split of ``train + test`` ``[n_users, n_items]``."""
@@ -108,14 +119,13 @@ def cohesion(train: sp.csr_matrix, held: sp.csr_matrix, *, users: int, min_train
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", default=None, help="a LightGCN-format folder, or one holding <name>/")
-    parser.add_argument("--name", default="gowalla", help="the dataset folder's name ('' for --data-dir itself)")
+    add_folder_arguments(parser)
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--min-train", type=int, default=10)
     parser.add_argument("--min-test", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    train, test = interaction_matrices(args.data_dir, args.name or None)
+    train, test = folder_matrices(args)
     share = test.nnz / (train.nnz + test.nnz)
     splits = {
         "published split (train / test)": (train, test),

@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from split_cohesion import interaction_matrices, random_resplit  # noqa: E402
+from split_cohesion import add_folder_arguments, folder_matrices, random_resplit  # noqa: E402
 
 from evaluation.metrics import hits_at_k, ndcg_at_k, recall_at_k  # noqa: E402
 from hybridrec.models.graph_filter import GraphFilterHead  # noqa: E402
@@ -71,12 +71,11 @@ def ranking_figures(head: GraphFilterHead, history: sp.csr_matrix, truth: sp.csr
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", default=None, help="a LightGCN-format folder, or one holding <name>/")
-    parser.add_argument("--name", default="gowalla", help="the dataset folder's name ('' for --data-dir itself)")
+    add_folder_arguments(parser)
     parser.add_argument("--test-users", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    train, test = interaction_matrices(args.data_dir, args.name or None)
+    train, test = folder_matrices(args)
     share = test.nnz / (train.nnz + test.nnz)
     splits = {"published": (train, test), f"random re-split ({share:.0%}, seed {args.seed})":
               random_resplit(train, test, share, args.seed)}
